@@ -1,0 +1,1 @@
+"""launch stage of clinical-t5."""

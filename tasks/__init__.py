@@ -1,0 +1,1 @@
+"""SeqIO tasks for clinical-t5 (importable as `clinical_t5_tasks`)."""
