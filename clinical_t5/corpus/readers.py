@@ -1,0 +1,237 @@
+"""Streaming reads of note tables (CSV, gzip CSV, Parquet, JSONL) through DuckDB.
+
+DuckDB parses RFC 4180 CSV with quoted multi-line fields, CRLF and doubled
+quotes inside `TEXT`, decompresses gzip on the fly, and runs group-bys and
+window functions out of core under a memory limit. Python only ever sees
+Arrow record batches of a few thousand rows:
+
+  con = connect(memory_limit="512MB", temp_directory="/tmp/duckdb")
+  table = NoteTable.open(con, "NOTEEVENTS.csv.gz", MIMIC3_COLUMNS, label="--mimic3")
+  for batch in stream(con, f"SELECT {table.col('text')} FROM {table.relation}", table.path):
+    ...   # a pyarrow.RecordBatch
+
+Errors: DuckDB's messages quote the offending CSV line, which is note text and
+thus PHI. Every DuckDB error is caught here and replaced by a `UserError` that
+names the file, the line or row and the fix, never the content.
+
+Invalid UTF-8 is rejected (not replaced): the error names the first invalid
+line so the user can repair or re-export the file, e.g. with
+`iconv -f utf-8 -t utf-8 -c IN > OUT`, which drops the invalid bytes.
+"""
+
+import dataclasses
+import difflib
+import gzip
+import os
+import re
+from typing import Iterator, Optional
+
+import duckdb
+import pyarrow as pa
+
+from clinical_t5.errors import UserError
+
+# Logical column -> expected name. Matching is case-insensitive.
+MIMIC3_COLUMNS = {"id": "ROW_ID", "subject": "SUBJECT_ID", "charttime": "CHARTTIME",
+                  "storetime": "STORETIME", "category": "CATEGORY", "cgid": "CGID",
+                  "iserror": "ISERROR", "text": "TEXT"}
+MIMIC4_COLUMNS = {"id": "note_id", "subject": "subject_id", "category": "note_type",
+                  "text": "text"}
+
+CSV_OPTIONS = "header=true, delim=',', quote='\"', escape='\"', all_varchar=true"
+# NOTE: rows of this many Arrow records go from DuckDB to Python at a time; about
+# 8 MB of text at MIMIC-III's average note length of 2 kB.
+BATCH_ROWS = 4096
+
+
+def connect(memory_limit: str, temp_directory: str, threads: Optional[int] = None
+            ) -> duckdb.DuckDBPyConnection:
+  """Open an in-memory DuckDB that spills to `temp_directory` above `memory_limit`."""
+  con = duckdb.connect(":memory:")
+  con.execute(f"SET memory_limit = '{memory_limit}'")
+  con.execute(f"SET temp_directory = {sql_string(temp_directory)}")
+  con.execute("SET preserve_insertion_order = true")
+  if threads:
+    con.execute(f"SET threads = {int(threads)}")
+  return con
+
+
+def sql_string(value: str) -> str:
+  return "'" + value.replace("'", "''") + "'"
+
+
+def quote_identifier(name: str) -> str:
+  return '"' + name.replace('"', '""') + '"'
+
+
+def file_format(path: str) -> str:
+  """Return 'csv', 'parquet' or 'json' from the file name."""
+  name = path.lower()
+  if name.endswith((".parquet", ".pq")):
+    return "parquet"
+  if name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz")):
+    return "json"
+  return "csv"
+
+
+def relation_for(path: str) -> str:
+  """Return the DuckDB table function that reads `path`."""
+  kind = file_format(path)
+  if kind == "parquet":
+    return f"read_parquet({sql_string(path)})"
+  if kind == "json":
+    return f"read_json({sql_string(path)}, format='newline_delimited')"
+  return f"read_csv({sql_string(path)}, {CSV_OPTIONS})"
+
+
+def check_input_file(path: str, option: str) -> None:
+  """Raise UserError unless `path` is a readable, non-empty file."""
+  if not os.path.exists(path):
+    raise UserError(f"{option} {path}: file not found; check the path")
+  if os.path.isdir(path):
+    raise UserError(f"{option} {path}: is a directory; pass the file itself")
+  if not os.access(path, os.R_OK):
+    raise UserError(f"{option} {path}: file is not readable; check its permissions")
+  if os.path.getsize(path) == 0:
+    raise UserError(f"{option} {path}: file is empty; pass the complete export")
+
+
+def _open_binary(path: str):
+  return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+
+
+def first_invalid_utf8_line(path: str) -> Optional[int]:
+  """Return the 1-based number of the first line that is not valid UTF-8."""
+  try:
+    with _open_binary(path) as f:
+      for number, line in enumerate(f, start=1):
+        try:
+          line.decode("utf-8")
+        except UnicodeDecodeError:
+          return number
+  except (OSError, EOFError):
+    return None
+  return None
+
+
+def describe_error(error: duckdb.Error, path: str, option: str) -> str:
+  """Return a one-line explanation of a DuckDB read error, without file content."""
+  message = str(error)
+  if "unicode" in message.lower() or "utf-8" in message.lower():
+    line = first_invalid_utf8_line(path)
+    where = f"line {line}" if line else "some line"
+    return (f"{option} {path}: invalid UTF-8 at {where}; the corpus builder rejects files that "
+            "are not UTF-8: re-export the file as UTF-8 or drop the invalid bytes with "
+            "`iconv -f utf-8 -t utf-8 -c`")
+  if "gzip" in message.lower() or "zlib" in message.lower() or "inflate" in message.lower():
+    return (f"{option} {path}: truncated or corrupt gzip data; download the file again "
+            "(`gzip -t` checks it)")
+  if "maximum line size" in message.lower():
+    return (f"{option} {path}: a CSV row is longer than DuckDB's 2 MB row limit, which usually "
+            "means an unterminated quote; check that TEXT fields are quoted RFC 4180 style")
+  line_match = re.search(r"on Line: (\d+)", message)
+  if line_match:
+    return (f"{option} {path}: malformed CSV near line {line_match.group(1)} (wrong number of "
+            "columns or an unterminated quote); the file must be comma-separated RFC 4180 "
+            "with a header row")
+  if isinstance(error, duckdb.IOException):
+    return f"{option} {path}: cannot read the file; check that it exists and is readable"
+  return (f"{option} {path}: cannot be parsed ({type(error).__name__}); the file must be "
+          "comma-separated RFC 4180 CSV with a header row, Parquet or JSON Lines")
+
+
+def execute(con: duckdb.DuckDBPyConnection, sql: str, path: str, option: str,
+            parameters: Optional[list] = None) -> duckdb.DuckDBPyConnection:
+  """Run `sql`, turning a DuckDB error into a UserError about `path`."""
+  try:
+    return con.execute(sql, parameters) if parameters is not None else con.execute(sql)
+  except duckdb.Error as e:
+    raise UserError(describe_error(e, path, option)) from None
+
+
+def stream(con: duckdb.DuckDBPyConnection, sql: str, path: str, option: str,
+           batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+  """Yield the result of `sql` as Arrow record batches, in input order."""
+  try:
+    reader = con.execute(sql).fetch_record_batch(batch_rows)
+    while True:
+      try:
+        batch = reader.read_next_batch()
+      except StopIteration:
+        return
+      yield batch
+  except (duckdb.Error, pa.ArrowException) as e:
+    if isinstance(e, duckdb.Error):
+      raise UserError(describe_error(e, path, option)) from None
+    # Arrow wraps DuckDB errors raised during streaming.
+    raise UserError(describe_error(duckdb.Error(str(e)), path, option)) from None
+
+
+@dataclasses.dataclass
+class NoteTable:
+  """One input file and where its logical columns are."""
+  path: str
+  option: str
+  relation: str
+  columns: dict[str, str]  # logical name -> quoted actual column
+
+  @classmethod
+  def open(cls, con: duckdb.DuckDBPyConnection, path: str, required: dict[str, str],
+           option: str, optional: Optional[dict[str, str]] = None) -> "NoteTable":
+    """Check `path` and find its columns; raise UserError naming what is missing."""
+    check_input_file(path, option)
+    relation = relation_for(path)
+    names = [row[0] for row in execute(con, f"DESCRIBE SELECT * FROM {relation}", path,
+                                       option).fetchall()]
+    by_lower = {name.lower(): name for name in names}
+    found = {}
+    for logical, expected in {**required, **(optional or {})}.items():
+      actual = by_lower.get(expected.lower())
+      if actual is None and logical in required:
+        raise UserError(missing_column_message(path, option, expected, names))
+      if actual is not None:
+        found[logical] = quote_identifier(actual)
+    return cls(path, option, relation, found)
+
+  def col(self, logical: str) -> str:
+    return self.columns[logical]
+
+  def has(self, logical: str) -> bool:
+    return logical in self.columns
+
+
+def missing_column_message(path: str, option: str, expected: str, names: list[str]) -> str:
+  """Explain a missing column: a misspelling, another delimiter, or an empty file."""
+  if len(names) == 1 and any(sep in names[0] for sep in ("\t", ";", "|")):
+    return (f"{option} {path}: the header has one column; the file seems to use another "
+            "delimiter than a comma; convert it to comma-separated CSV")
+  if len(names) == 1 and names[0].lower() in ("column0", "column00"):
+    return f"{option} {path}: no header row found; the file must start with a header row"
+  close = difflib.get_close_matches(expected, names, n=1, cutoff=0.6)
+  close += difflib.get_close_matches(expected.lower(), [n.lower() for n in names], n=1,
+                                     cutoff=0.6)
+  hint = f" (found {close[0]!r}; rename it)" if close else ""
+  shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+  return (f"{option} {path}: missing column {expected!r}{hint}; the header has: {shown}")
+
+
+def create_id_table(con: duckdb.DuckDBPyConnection, table: str, column: str,
+                    ids: list[int]) -> None:
+  """Create `table` with one BIGINT `column` holding `ids`."""
+  arrow_ids = pa.table({column: pa.array(ids, type=pa.int64())})
+  con.register("_ids_upload", arrow_ids)
+  con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _ids_upload")
+  con.unregister("_ids_upload")
+
+
+def check_integer_column(con: duckdb.DuckDBPyConnection, table: NoteTable, logical: str
+                         ) -> None:
+  """Raise UserError naming the first row whose `logical` column is not an integer."""
+  column = table.col(logical)
+  sql = (f"SELECT n FROM (SELECT row_number() OVER () AS n, {column} AS v FROM "
+         f"{table.relation}) WHERE v IS NULL OR TRY_CAST(v AS BIGINT) IS NULL LIMIT 1")
+  row = execute(con, sql, table.path, table.option).fetchone()
+  if row is not None:
+    name = column.strip('"')
+    raise UserError(f"{table.option} {table.path}: data row {row[0]} has an empty or "
+                    f"non-integer {name}; every row needs an integer {name}")

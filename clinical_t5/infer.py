@@ -1,0 +1,8 @@
+"""`python -m clinical_t5.infer`: the same as `clinical-t5 infer`."""
+
+import sys
+
+from clinical_t5.train import cli
+
+if __name__ == "__main__":
+  sys.exit(cli.module_main("infer"))

@@ -1,0 +1,173 @@
+"""Hugging Face tokenizer files for the clinical vocabulary, with the same ids as seqio.
+
+  save_hf_tokenizer("vocab/spiece.model", "hf/", extra_ids=100)
+  # hf/spiece.model, tokenizer.json, tokenizer_config.json, special_tokens_map.json
+  tokenizer = transformers.AutoTokenizer.from_pretrained("hf/")
+  tokenizer("BP 120/80\\n[Name]")["input_ids"]   # == seqio ids + [1] (EOS)
+
+transformers 5.25 builds T5Tokenizer (the same class as T5TokenizerFast) with
+a `WhitespaceSplit` pre-tokenizer and `byte_fallback=False`, whatever the
+SentencePiece model says. That drops `\\n` and `\\t`, folds space runs and
+maps `{`, `~` and non-ASCII bytes to `<unk>`. This module therefore writes its
+own `tokenizer.json`, built from the SentencePiece model:
+
+- normalizer: the model's precompiled NFKC map, a `▁` prefix, spaces to `▁`,
+  and removal of the `▁` in front of a sentinel (seqio defines each sentinel as
+  the piece `▁<extra_id_k>`; Hugging Face names it `<extra_id_k>`);
+- pre-tokenizer: split out the user-defined symbols (DEID tags, newline) and
+  sentinels, which SentencePiece always emits whole;
+- model: Unigram with the model's scores and byte fallback; sentinels
+  `<extra_id_k>` at id `pieces + extra_ids - 1 - k`, as seqio;
+- decoder: `▁` to space, byte fallback, strip the prefix space.
+
+`tokenizer_config.json` names `TokenizersBackend` as the class, so
+`AutoTokenizer.from_pretrained` loads tokenizer.json unchanged.
+`T5Tokenizer.from_pretrained(dir)` would rebuild the lossy pipeline above;
+use `load_hf_tokenizer(dir)`, which returns a T5Tokenizer around this backend.
+"""
+
+import json
+import os
+import shutil
+from typing import Any
+
+from clinical_t5 import fileio
+from clinical_t5.errors import UserError
+from clinical_t5.vocab import DEFAULT_EXTRA_IDS, check_no_sentinel_clash, model_path
+
+SPACE_SYMBOL = "\u2581"
+# NOTE: T5's default; longer inputs are truncated by the model's callers, not here.
+MODEL_MAX_LENGTH = 512
+
+
+def _sentinel(k: int) -> str:
+  return f"<extra_id_{k}>"
+
+
+def build_backend(spm_path: str, extra_ids: int = DEFAULT_EXTRA_IDS) -> Any:
+  """Return a `tokenizers.Tokenizer` that encodes like seqio.SentencePieceVocabulary(spm_path, extra_ids)."""
+  import re  # pylint: disable=g-import-not-at-top
+  from sentencepiece import sentencepiece_model_pb2  # pylint: disable=g-import-not-at-top
+  from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers  # pylint: disable=g-import-not-at-top
+  from tokenizers import pre_tokenizers, processors  # pylint: disable=g-import-not-at-top
+
+  with open(spm_path, "rb") as f:
+    proto = sentencepiece_model_pb2.ModelProto.FromString(f.read())
+  piece_type = sentencepiece_model_pb2.ModelProto.SentencePiece
+  spec = proto.normalizer_spec
+  if spec.remove_extra_whitespaces or not spec.escape_whitespaces:
+    raise UserError(f"{spm_path} folds or keeps raw whitespace (remove_extra_whitespaces="
+                    f"{spec.remove_extra_whitespaces}, escape_whitespaces={spec.escape_whitespaces}); "
+                    "train it with `clinical-t5 vocab train`")
+  if proto.trainer_spec.model_type != sentencepiece_model_pb2.TrainerSpec.UNIGRAM:
+    raise UserError(f"{spm_path} is not a unigram model; train it with `clinical-t5 vocab train`")
+
+  vocab = [(p.piece, p.score) for p in proto.pieces]
+  vocab += [(_sentinel(k), 0.0) for k in reversed(range(extra_ids))]
+  tokenizer = Tokenizer(models.Unigram(vocab, unk_id=proto.trainer_spec.unk_id,
+                                       byte_fallback=proto.trainer_spec.byte_fallback))
+
+  # The normalizer repeats SentencePiece's order: character map, dummy prefix, space escaping.
+  steps = []
+  if spec.precompiled_charsmap:
+    steps.append(normalizers.Precompiled(spec.precompiled_charsmap))
+  if spec.add_dummy_prefix:
+    steps.append(normalizers.Prepend(SPACE_SYMBOL))
+  steps.append(normalizers.Replace(" ", SPACE_SYMBOL))
+  if extra_ids:
+    steps.append(normalizers.Replace(Regex(SPACE_SYMBOL + r"(?=<extra_id_\d+>)"), ""))
+  tokenizer.normalizer = normalizers.Sequence(steps)
+
+  whole = [p.piece for p in proto.pieces if p.type == piece_type.USER_DEFINED]
+  whole += [_sentinel(k) for k in range(extra_ids)]
+  # Longest first, so `▁[Name]` wins over `[Name]`.
+  pattern = "|".join(re.escape(s) for s in sorted(whole, key=len, reverse=True))
+  tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
+
+  tokenizer.decoder = decoders.Sequence([
+      decoders.Replace("<extra_id_", " <extra_id_"),  # seqio decodes `▁<extra_id_k>`
+      decoders.Replace(SPACE_SYMBOL, " "),
+      decoders.ByteFallback(),
+      decoders.Fuse(),
+      decoders.Strip(content=" ", left=1 if spec.add_dummy_prefix else 0, right=0),
+  ])
+
+  specials = [(proto.trainer_spec.pad_piece, proto.trainer_spec.pad_id),
+              (proto.trainer_spec.eos_piece, proto.trainer_spec.eos_id),
+              (proto.trainer_spec.unk_piece, proto.trainer_spec.unk_id)]
+  tokenizer.add_special_tokens([AddedToken(piece, special=True, normalized=False)
+                                for piece, _ in specials]
+                               + [AddedToken(_sentinel(k), special=True, normalized=False)
+                                  for k in reversed(range(extra_ids))])
+  # SentencePiece never matches control pieces or sentinels in raw text; the
+  # sentinels are matched by the pre-tokenizer above instead.
+  tokenizer.encode_special_tokens = True
+  eos = proto.trainer_spec.eos_piece
+  tokenizer.post_processor = processors.TemplateProcessing(
+      single=["$A", eos], pair=["$A", eos, "$B", eos],
+      special_tokens=[(eos, proto.trainer_spec.eos_id)])
+  return tokenizer
+
+
+def _tokenizer_config(extra_ids: int) -> dict:
+  sentinels = [_sentinel(k) for k in range(extra_ids)]
+  return {
+      # NOTE: not "T5Tokenizer": transformers 5.25's T5Tokenizer rebuilds a
+      # whitespace-splitting pipeline and would ignore this tokenizer.json.
+      "tokenizer_class": "TokenizersBackend",
+      "model_max_length": MODEL_MAX_LENGTH,
+      "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
+      "extra_ids": extra_ids,
+      "additional_special_tokens": sentinels,
+      "extra_special_tokens": sentinels,
+      # Literal "</s>" or "<extra_id_0>" text is not matched as a special
+      # token, as in SentencePiece; sentinels are split by the pre-tokenizer.
+      "split_special_tokens": True,
+      "clean_up_tokenization_spaces": False,
+      "add_bos_token": False,
+      "add_eos_token": True,
+  }
+
+
+def save_hf_tokenizer(spm_path: str, out_dir: str, extra_ids: int = DEFAULT_EXTRA_IDS) -> None:
+  """Write spiece.model, tokenizer.json, tokenizer_config.json and special_tokens_map.json into `out_dir`.
+
+  `out_dir` may already exist (for example an exported model directory); the
+  four files are each written atomically. Raises UserError for a model whose
+  pieces clash with sentinel names.
+  """
+  spm_path = model_path(spm_path)
+  check_no_sentinel_clash(spm_path)
+  backend = build_backend(spm_path, extra_ids)
+  os.makedirs(out_dir, exist_ok=True)
+
+  with fileio.atomic_write(os.path.join(out_dir, "spiece.model"), "wb") as f:
+    with open(spm_path, "rb") as src:
+      shutil.copyfileobj(src, f)
+  with fileio.atomic_write(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
+    f.write(backend.to_str(pretty=True))
+  config = _tokenizer_config(extra_ids)
+  with fileio.atomic_write(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+    json.dump(config, f, indent=2, ensure_ascii=False)
+  special_map = {k: config[k] for k in ("pad_token", "eos_token", "unk_token",
+                                        "additional_special_tokens")}
+  with fileio.atomic_write(os.path.join(out_dir, "special_tokens_map.json"), "w", encoding="utf-8") as f:
+    json.dump(special_map, f, indent=2, ensure_ascii=False)
+
+
+def load_hf_tokenizer(hf_dir: str) -> Any:
+  """Return a `transformers.T5Tokenizer` whose backend is `hf_dir`/tokenizer.json, unchanged."""
+  import tokenizers  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  path = os.path.join(hf_dir, "tokenizer.json")
+  if not os.path.isfile(path):
+    raise UserError(f"{path} not found; write it with clinical_t5.vocab.hf.save_hf_tokenizer")
+  with open(os.path.join(hf_dir, "tokenizer_config.json"), encoding="utf-8") as f:
+    config = json.load(f)
+  backend = tokenizers.Tokenizer.from_file(path)
+  return transformers.T5Tokenizer(
+      tokenizer_object=backend, extra_ids=config["extra_ids"],
+      model_max_length=config["model_max_length"],
+      split_special_tokens=config["split_special_tokens"],
+      clean_up_tokenization_spaces=False)
