@@ -121,73 +121,110 @@ def validate_lengths(inputs_length: int, targets_length: int, *,
 
 # -----------------------------------------------------------------------------
 # TensorFlow implementation.
+#
+# Spans are drawn as positions, never by sorting a permutation of the chunk.
+# Noise span j covers raw positions [starts_j, ends_j), where
+#   starts_j = gap_j + offset_j   and   ends_j = gap_j + offset_{j+1}.
+# offset_j is where span j begins among the noise tokens (0, then k - 1 sorted
+# distinct cuts in [1, noise - 1], then noise). gap_j is the number of
+# non-noise tokens before span j: k sorted distinct values in [0, nonnoise],
+# or for the T5 layout k - 1 values in [1, nonnoise - 1] followed by nonnoise.
 
 
-def _random_composition_tf(total: tf.Tensor, parts: tf.Tensor, batch: tf.Tensor,
-                           seed: tf.Tensor) -> tf.Tensor:
-  """Split `total` items into `parts` non-empty runs uniformly at random, per row.
+def _sorted_sample_tf(row_seeds: tf.Tensor, low, high, size) -> tf.Tensor:
+  """Draw `size` distinct integers in [low, high) per row, sorted: [batch, size] int32.
 
-  Returns run lengths [batch, parts] (int32). `parts` must be >= 1 and <= total.
+  A seeded index shuffle (`RandomIndexShuffle`) sends 0..size-1 through a
+  pseudorandom permutation of the range, so a draw costs O(size), not
+  O(high - low). `row_seeds` is [batch, 3].
   """
-  # Choose parts - 1 distinct cut points among the total - 1 gaps.
-  noise = tf.random.stateless_uniform(tf.stack([batch, tf.maximum(total - 1, 0)]), seed)
-  cuts = tf.sort(tf.argsort(noise, axis=1)[:, :parts - 1] + 1, axis=1)  # [batch, parts - 1]
+  # NOTE: the raw op is called because tf.random.experimental.index_shuffle
+  # (TF 2.21) pads a batched [n, 2] seed along the wrong axis, and because the
+  # op rejects empty inputs: at least one index is drawn and sliced off.
+  batch = tf.shape(row_seeds)[0]
+  draws = tf.maximum(size, 1)
+  index = tf.tile(tf.range(draws, dtype=tf.int64)[tf.newaxis, :], [batch, 1])  # [batch, draws]
+  seeds = tf.repeat(row_seeds, draws, axis=0)                                  # [batch * draws, 3]
+  max_index = tf.cast(tf.maximum(high - low - 1, 0), tf.int64)
+  picks = tf.raw_ops.RandomIndexShuffle(index=tf.reshape(index, [-1]), seed=seeds,
+                                        max_index=max_index, rounds=4)
+  picks = tf.reshape(tf.cast(picks, tf.int32), [batch, draws])[:, :size] + low
+  return tf.sort(picks, axis=1)                                                # [batch, size]
+
+
+def noise_spans_tf(batch, length, noise, spans, seed: tf.Tensor,
+                   t5_mask_layout: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+  """Draw `spans` spans covering `noise` of `length` tokens: (starts, ends), each [batch, spans]."""
+  row_seeds = tf.random.stateless_uniform([batch, 2, 3], seed, minval=None, maxval=None,
+                                          dtype=tf.int32)                    # [batch, 2, 3]
   zeros = tf.zeros([batch, 1], tf.int32)
-  ends = tf.concat([zeros, cuts, zeros + total], axis=1)                 # [batch, parts + 1]
-  return ends[:, 1:] - ends[:, :-1]                                      # [batch, parts]
-
-
-def noise_mask_tf(batch: tf.Tensor, length: tf.Tensor, noise: tf.Tensor, spans: tf.Tensor,
-                  seed: tf.Tensor, t5_mask_layout: bool = False) -> tf.Tensor:
-  """Draw a noise mask [batch, length] (bool) with `noise` tokens in `spans` spans."""
-  seeds = tf.random.experimental.stateless_split(seed, 2)
-  spans_or_one = tf.maximum(spans, 1)
-  noise_runs = _random_composition_tf(noise, spans_or_one, batch, seeds[0])  # [batch, spans]
+  cuts = _sorted_sample_tf(row_seeds[:, 0], 1, noise, tf.maximum(spans - 1, 0))
+  offsets = tf.concat([zeros, cuts, zeros + noise], axis=1)[:, -(spans + 1):]  # [batch, spans + 1]
   nonnoise = length - noise
   if t5_mask_layout:
-    # Non-noise first, noise last: spans non-empty runs and an empty last run.
-    keep_runs = _random_composition_tf(nonnoise, spans_or_one, batch, seeds[1])
-    keep_runs = tf.concat([keep_runs, tf.zeros([batch, 1], tf.int32)], axis=1)
+    gaps = _sorted_sample_tf(row_seeds[:, 1], 1, nonnoise, tf.maximum(spans - 1, 0))
+    gaps = tf.concat([gaps, zeros + nonnoise], axis=1)[:, :spans]            # [batch, spans]
   else:
-    # spans + 1 runs whose first and last may be empty: draw positive runs of
-    # nonnoise + 2 tokens and give back one token at each end.
-    keep_runs = _random_composition_tf(nonnoise + 2, spans_or_one + 1, batch, seeds[1])
-    ends = tf.one_hot([0, spans_or_one], spans_or_one + 1, dtype=tf.int32)
-    keep_runs -= tf.reduce_sum(ends, axis=0)[tf.newaxis, :]              # [batch, spans + 1]
-
-  # Interleave keep_0, noise_0, keep_1, ..., noise_{k-1}, keep_k.
-  pairs = tf.reshape(tf.stack([keep_runs[:, :-1], noise_runs], axis=2), [batch, -1])
-  runs = tf.concat([pairs, keep_runs[:, -1:]], axis=1)                   # [batch, 2k + 1]
-  boundaries = tf.cumsum(runs, axis=1)[:, :-1]                           # [batch, 2k]
-  positions = tf.tile(tf.range(length)[tf.newaxis, :], [batch, 1])       # [batch, length]
-  run_index = tf.searchsorted(boundaries, positions, side="right")       # [batch, length]
-  mask = tf.equal(run_index % 2, 1)
-  # A chunk without noise (length < 2) has an empty noise run to drop.
-  return tf.logical_and(mask, spans > 0)
+    gaps = _sorted_sample_tf(row_seeds[:, 1], 0, nonnoise + 1, spans)        # [batch, spans]
+  return gaps + offsets[:, :-1], gaps + offsets[:, 1:]
 
 
-def apply_noise_mask_tf(tokens: tf.Tensor, mask: tf.Tensor, vocab_size: int,
-                        eos_id: int) -> tuple[tf.Tensor, tf.Tensor]:
-  """Turn tokens [batch, T] and a noise mask into (inputs, targets), EOS appended.
+def _scatter_rows(columns: tf.Tensor, values: tf.Tensor, width) -> tf.Tensor:
+  """Sum `values` [batch, n] into a [batch, width] zero tensor at `columns` [batch, n]."""
+  batch = tf.shape(columns)[0]
+  flat = tf.reshape(tf.range(batch)[:, tf.newaxis] * width + columns, [-1, 1])
+  summed = tf.scatter_nd(flat, tf.reshape(values, [-1]), tf.reshape(batch * width, [1]))
+  return tf.reshape(summed, [batch, width])
 
-  Every row must have the same number of noise tokens and spans, so that the
-  outputs are dense [batch, L_in] and [batch, L_tgt].
+
+def noise_mask_tf(starts: tf.Tensor, ends: tf.Tensor, length) -> tf.Tensor:
+  """Turn spans (starts, ends) [batch, k] into a noise mask [batch, length] (bool)."""
+  edges = _scatter_rows(tf.concat([starts, ends], axis=1),
+                        tf.concat([tf.ones_like(starts), -tf.ones_like(ends)], axis=1),
+                        length + 1)                                          # [batch, length + 1]
+  return tf.cumsum(edges, axis=1)[:, :length] > 0
+
+
+def apply_noise_spans_tf(tokens: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
+                         vocab_size: int, eos_id: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """Build (inputs, targets), EOS appended, from tokens [batch, T] and spans [batch, k].
+
+  Every row must have the same number of noise tokens and of spans, so that
+  the outputs are dense [batch, L_in] and [batch, L_tgt]. Each token and
+  sentinel is written straight to its output slot:
+    inputs:  non-noise token p -> p - noise_before(p) + spans started up to p;
+             sentinel j        -> non-noise tokens before span j + j
+    targets: noise token p     -> noise_before(p) + spans started up to p;
+             sentinel j        -> noise tokens before span j + j
   """
-  batch = tf.shape(tokens)[0]
-  previous = tf.pad(mask[:, :-1], [[0, 0], [1, 0]])
-  span_starts = tf.logical_and(mask, tf.logical_not(previous))           # [batch, T]
-  sentinels = vocab_size - tf.cumsum(tf.cast(span_starts, tf.int32), axis=1)
+  batch, length = tf.shape(tokens)[0], tf.shape(tokens)[1]
+  spans = tf.shape(starts)[1]
+  mask = noise_mask_tf(starts, ends, length)                                 # [batch, T]
+  noise_before = tf.cumsum(tf.cast(mask, tf.int32), axis=1, exclusive=True)  # [batch, T]
+  is_start = _scatter_rows(starts, tf.ones_like(starts), length + 1)[:, :length]
+  started = tf.cumsum(is_start, axis=1)                                      # [batch, T]
+  span_numbers = tf.range(spans)[tf.newaxis, :]                              # [1, k]
+  noise_before_span = tf.gather(noise_before, starts, batch_dims=1)          # [batch, k]
+  sentinels = tf.cast(tf.tile(vocab_size - 1 - span_numbers, [batch, 1]), tokens.dtype)
+  noise = tf.reduce_sum(tf.cast(mask[:1], tf.int32))
   eos = tf.fill([batch, 1], tf.constant(eos_id, tokens.dtype))
 
-  def interleave(keep_token: tf.Tensor) -> tf.Tensor:
-    # Slot 0 holds the sentinel opening a span, slot 1 the kept token; -1 = nothing.
-    slot0 = tf.where(span_starts, tf.cast(sentinels, tokens.dtype), -1)
-    slot1 = tf.where(keep_token, tokens, -1)
-    both = tf.reshape(tf.stack([slot0, slot1], axis=2), [batch, -1])     # [batch, 2T]
-    kept = tf.reshape(tf.boolean_mask(both, both >= 0), [batch, -1])
-    return tf.concat([kept, eos], axis=1)
+  def write(width, token_slots, sentinel_slots):
+    # Slot `width` collects the tokens this output leaves out; it is cut off.
+    out = _scatter_rows(tf.concat([token_slots, sentinel_slots], axis=1),
+                        tf.concat([tokens, sentinels], axis=1), width + 1)
+    return tf.concat([out[:, :width], eos], axis=1)
 
-  return interleave(tf.logical_not(mask)), interleave(mask)
+  positions = tf.range(length)[tf.newaxis, :]
+  inputs_width = length - noise + spans
+  inputs = write(inputs_width,
+                 tf.where(mask, inputs_width, positions - noise_before + started),
+                 starts - noise_before_span + span_numbers)
+  targets_width = noise + spans
+  targets = write(targets_width,
+                  tf.where(mask, noise_before + started, targets_width),
+                  noise_before_span + span_numbers)
+  return inputs, targets
 
 
 def corrupt_batch_tf(tokens: tf.Tensor, seed: tf.Tensor, *, vocab_size: int, eos_id: int,
@@ -199,10 +236,9 @@ def corrupt_batch_tf(tokens: tf.Tensor, seed: tf.Tensor, *, vocab_size: int, eos
   if length is None:
     raise ValueError("corrupt_batch_tf needs a static chunk length; use corrupt_one_tf")
   sizes = span_lengths(length, noise_density, mean_noise_span_length)
-  batch = tf.shape(tokens)[0]
-  mask = noise_mask_tf(batch, tf.constant(length), tf.constant(sizes.noise),
-                       tf.constant(sizes.spans), seed, t5_mask_layout)
-  inputs, targets = apply_noise_mask_tf(tokens, mask, vocab_size, eos_id)
+  starts, ends = noise_spans_tf(tf.shape(tokens)[0], length, sizes.noise, sizes.spans, seed,
+                                t5_mask_layout)
+  inputs, targets = apply_noise_spans_tf(tokens, starts, ends, vocab_size, eos_id)
   return (tf.ensure_shape(inputs, [None, sizes.inputs]),      # [batch, L_in]
           tf.ensure_shape(targets, [None, sizes.targets]))    # [batch, L_tgt]
 
@@ -213,70 +249,79 @@ def corrupt_one_tf(tokens: tf.Tensor, seed: tf.Tensor, *, vocab_size: int, eos_i
                    t5_mask_layout: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
   """Corrupt one chunk [T] of any length (T may be unknown until run time)."""
   length = tf.size(tokens)
-  density = tf.constant(noise_density, tf.float64)
-  rounded = tf.cast(tf.round(tf.cast(length, tf.float64) * density), tf.int32)
+  rounded = tf.cast(tf.round(tf.cast(length, tf.float64) * noise_density), tf.int32)
   noise = tf.maximum(0, tf.minimum(tf.maximum(rounded, 1), length - 1))
   spans = tf.cast(tf.round(tf.cast(noise, tf.float64) / mean_noise_span_length), tf.int32)
   spans = tf.maximum(0, tf.minimum(tf.maximum(spans, 1), tf.minimum(noise, length - noise)))
-  mask = noise_mask_tf(tf.constant(1), length, noise, spans, seed, t5_mask_layout)
-  inputs, targets = apply_noise_mask_tf(tokens[tf.newaxis, :], mask, vocab_size, eos_id)
+  starts, ends = noise_spans_tf(1, length, noise, spans, seed, t5_mask_layout)
+  inputs, targets = apply_noise_spans_tf(tokens[tf.newaxis, :], starts, ends, vocab_size, eos_id)
   return inputs[0], targets[0]
 
 
 # -----------------------------------------------------------------------------
-# NumPy reference: the same algorithm, one chunk at a time.
+# NumPy reference: the same algorithm, vectorised over a batch of chunks.
 
 
-def _random_composition_np(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
-  cuts = np.sort(rng.permutation(max(total - 1, 0))[:parts - 1] + 1)
-  return np.diff(np.concatenate([[0], cuts, [total]])).astype(np.int64)
+def _sorted_sample_numpy(rng: np.random.Generator, batch: int, low: int, high: int,
+                         size: int) -> np.ndarray:
+  if size <= 0:
+    return np.zeros((batch, 0), dtype=np.int64)
+  keys = rng.random((batch, high - low))
+  return np.sort(np.argpartition(keys, size - 1, axis=1)[:, :size], axis=1) + low
 
 
-def noise_mask_numpy(length: int, rng: np.random.Generator, *,
-                     noise_density: float = NOISE_DENSITY,
-                     mean_noise_span_length: float = MEAN_NOISE_SPAN_LENGTH,
-                     t5_mask_layout: bool = False) -> np.ndarray:
-  """Draw a noise mask [length] (bool); same layout rules as `noise_mask_tf`."""
+def noise_spans_numpy(batch: int, length: int, rng: np.random.Generator, *,
+                      noise_density: float = NOISE_DENSITY,
+                      mean_noise_span_length: float = MEAN_NOISE_SPAN_LENGTH,
+                      t5_mask_layout: bool = False) -> tuple[np.ndarray, np.ndarray]:
+  """Draw (starts, ends) [batch, spans] with the layout rules of `noise_spans_tf`."""
   sizes = span_lengths(length, noise_density, mean_noise_span_length)
-  if sizes.spans == 0:
-    return np.zeros(length, dtype=bool)
-  noise_runs = _random_composition_np(sizes.noise, sizes.spans, rng)
-  nonnoise = length - sizes.noise
+  k, noise, nonnoise = sizes.spans, sizes.noise, length - sizes.noise
+  cuts = _sorted_sample_numpy(rng, batch, 1, noise, k - 1)
+  offsets = np.concatenate([np.zeros((batch, 1), np.int64), cuts,
+                            np.full((batch, 1), noise)], axis=1)[:, -(k + 1):]
   if t5_mask_layout:
-    keep_runs = np.append(_random_composition_np(nonnoise, sizes.spans, rng), 0)
+    gaps = np.concatenate([_sorted_sample_numpy(rng, batch, 1, nonnoise, k - 1),
+                           np.full((batch, 1), nonnoise)], axis=1)[:, :k]
   else:
-    keep_runs = _random_composition_np(nonnoise + 2, sizes.spans + 1, rng)
-    keep_runs[[0, -1]] -= 1
-  runs = np.empty(2 * sizes.spans + 1, dtype=np.int64)
-  runs[0:-1:2] = keep_runs[:-1]
-  runs[1::2] = noise_runs
-  runs[-1] = keep_runs[-1]
-  return np.repeat(np.arange(runs.size) % 2 == 1, runs)
+    gaps = _sorted_sample_numpy(rng, batch, 0, nonnoise + 1, k)
+  return gaps + offsets[:, :-1], gaps + offsets[:, 1:]
 
 
-def apply_noise_mask_numpy(tokens: np.ndarray, mask: np.ndarray, vocab_size: int,
-                           eos_id: int) -> tuple[np.ndarray, np.ndarray]:
-  """NumPy twin of `apply_noise_mask_tf` for one chunk [T]."""
-  previous = np.concatenate([[False], mask[:-1]])
-  span_starts = mask & ~previous
-  sentinels = vocab_size - np.cumsum(span_starts)
+def noise_mask_numpy(starts: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
+  """Noise mask [batch, length] (bool) of spans (starts, ends) [batch, k]."""
+  edges = np.zeros((len(starts), length + 1), dtype=np.int32)               # [batch, T + 1]
+  np.put_along_axis(edges, starts, 1, axis=1)
+  np.put_along_axis(edges, ends, -1, axis=1)  # an end never equals a start
+  return np.cumsum(edges, axis=1)[:, :length] > 0
 
-  def interleave(keep_token: np.ndarray) -> np.ndarray:
-    both = np.stack([np.where(span_starts, sentinels, -1),
-                     np.where(keep_token, tokens, -1)], axis=1).reshape(-1)
-    return np.append(both[both >= 0], eos_id).astype(np.int32)
 
-  return interleave(~mask), interleave(mask)
+def apply_noise_spans_numpy(tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                            vocab_size: int, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
+  """NumPy twin of `apply_noise_spans_tf`, written with masks instead of slots."""
+  mask = noise_mask_numpy(starts, ends, tokens.shape[1])
+  is_start = np.zeros_like(mask)
+  np.put_along_axis(is_start, starts, True, axis=1)
+  sentinels = vocab_size - np.cumsum(is_start, axis=1)                       # [batch, T]
+
+  def keep(keep_token: np.ndarray) -> np.ndarray:
+    both = np.stack([np.where(is_start, sentinels, -1),
+                     np.where(keep_token, tokens, -1)], axis=2)              # [batch, T, 2]
+    rows = both.reshape(len(tokens), -1)
+    kept = rows[rows >= 0].reshape(len(tokens), -1)
+    return np.concatenate([kept, np.full((len(tokens), 1), eos_id)], axis=1).astype(np.int32)
+
+  return keep(~mask), keep(mask)
 
 
 def corrupt_numpy(tokens: np.ndarray, rng: np.random.Generator, *, vocab_size: int,
                   eos_id: int, noise_density: float = NOISE_DENSITY,
                   mean_noise_span_length: float = MEAN_NOISE_SPAN_LENGTH,
-                  t5_mask_layout: bool = False,
-                  mask: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
-  """Corrupt one chunk [T] in numpy; pass `mask` to skip the random draw."""
-  if mask is None:
-    mask = noise_mask_numpy(len(tokens), rng, noise_density=noise_density,
-                            mean_noise_span_length=mean_noise_span_length,
-                            t5_mask_layout=t5_mask_layout)
-  return apply_noise_mask_numpy(np.asarray(tokens), mask, vocab_size, eos_id)
+                  t5_mask_layout: bool = False) -> tuple[np.ndarray, np.ndarray]:
+  """Corrupt equal-length chunks [batch, T] in numpy."""
+  tokens = np.asarray(tokens)
+  starts, ends = noise_spans_numpy(tokens.shape[0], tokens.shape[1], rng,
+                                   noise_density=noise_density,
+                                   mean_noise_span_length=mean_noise_span_length,
+                                   t5_mask_layout=t5_mask_layout)
+  return apply_noise_spans_numpy(tokens, starts, ends, vocab_size, eos_id)

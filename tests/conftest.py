@@ -31,3 +31,31 @@ def synth_dir(tmp_path_factory):
   out = tmp_path_factory.mktemp("synth") / "data"
   generate.write_dataset(str(out), seed=0, scale=1.0)
   return out
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(synth_dir, tmp_path_factory):
+  """The FULL corpus build of `synth_dir` (every input and every exclusion), built once."""
+  from clinical_t5.corpus import build  # pylint: disable=g-import-not-at-top
+  out = tmp_path_factory.mktemp("corpus") / "corpus"
+  build.build(build.BuildConfig(
+      out=str(out),
+      mimic3=str(synth_dir / "mimic-iii" / "NOTEEVENTS.csv.gz"),
+      mimic4_discharge=str(synth_dir / "mimic-iv-note" / "discharge.csv.gz"),
+      mimic4_radiology=str(synth_dir / "mimic-iv-note" / "radiology.csv.gz"),
+      carevue_subjects=str(synth_dir / "carevue_subject_ids.csv"),
+      exclude_clip=str(synth_dir / "clip"),
+      exclude_radqa=str(synth_dir / "radqa"),
+      exclude_subjects=(str(synth_dir / "n2c2_subject_ids.csv"),),
+      validation_fraction=0.05,
+  ))
+  return out
+
+
+@pytest.fixture(scope="session")
+def vocab_dir(corpus_dir, tmp_path_factory):
+  """A 2,000-piece vocabulary trained on `corpus_dir`; the directory holds spiece.model."""
+  from clinical_t5.vocab import train  # pylint: disable=g-import-not-at-top
+  out = tmp_path_factory.mktemp("vocab") / "vocab"
+  train.train_vocabulary(str(corpus_dir), str(out), vocab_size=2000, seed=0)
+  return out

@@ -114,7 +114,7 @@ def _map_row_ids(con: duckdb.DuckDBPyConnection, row_ids: list[int], notes_table
                   JOIN {notes_table} n ON n.row_id = e.row_id""")
   missing = con.execute(f"""SELECT count(*) FROM _eval_row_ids e
                             WHERE e.row_id NOT IN (SELECT row_id FROM {notes_table})
-                         """).fetchone()[0]
+                         """).fetchall()[0][0]
   if missing:
     logging.warning("%d of %d %s ROW_IDs are not in the MIMIC-III input; their patients "
                     "cannot be removed", missing, len(set(row_ids)), reason)
@@ -144,4 +144,4 @@ def collect_removed_subjects(con: duckdb.DuckDBPyConnection, *, clip: Optional[s
   con.execute("""CREATE OR REPLACE TABLE removed_subjects AS
                  SELECT subject_id, string_agg(DISTINCT reason, ';' ORDER BY reason) AS reason
                  FROM removed_raw GROUP BY subject_id ORDER BY subject_id""")
-  return con.execute("SELECT count(*) FROM removed_subjects").fetchone()[0]
+  return con.execute("SELECT count(*) FROM removed_subjects").fetchall()[0][0]

@@ -27,11 +27,11 @@ STORETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 def check_storetimes(con: duckdb.DuckDBPyConnection, table: str, path: str, option: str
                      ) -> None:
   """Raise UserError naming the first row whose STORETIME cannot be parsed."""
-  row = con.execute(
+  rows = con.execute(
       f"SELECT row_id FROM {table} WHERE storetime IS NOT NULL AND storetime_ts IS NULL "
-      "ORDER BY row_id LIMIT 1").fetchone()
-  if row is not None:
-    raise UserError(f"{option} {path}: ROW_ID {row[0]} has a STORETIME that is not "
+      "ORDER BY row_id LIMIT 1").fetchall()
+  if rows:
+    raise UserError(f"{option} {path}: ROW_ID {rows[0][0]} has a STORETIME that is not "
                     f"'YYYY-MM-DD HH:MM:SS'; fix or empty that value")
 
 

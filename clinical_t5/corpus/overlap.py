@@ -74,11 +74,11 @@ def load_carevue_subjects(con: duckdb.DuckDBPyConnection, path: str, table: str,
         "pass one of those")
 
   readers.execute(con, f"CREATE OR REPLACE TABLE {table} AS {select}", path, option)
-  bad = con.execute(f"SELECT count(*) FROM {table} WHERE subject_id IS NULL").fetchone()[0]
+  bad = con.execute(f"SELECT count(*) FROM {table} WHERE subject_id IS NULL").fetchall()[0][0]
   if bad:
     raise UserError(f"{option} {path}: {bad} rows have an empty or non-integer SUBJECT_ID; "
                     "fix those rows")
-  count = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+  count = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
   return count, kind
 
 

@@ -153,7 +153,7 @@ def stream(con: duckdb.DuckDBPyConnection, sql: str, path: str, option: str,
            batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
   """Yield the result of `sql` as Arrow record batches, in input order."""
   try:
-    reader = con.execute(sql).fetch_record_batch(batch_rows)
+    reader = con.sql(sql).to_arrow_reader(batch_rows)
     while True:
       try:
         batch = reader.read_next_batch()
@@ -230,8 +230,8 @@ def check_integer_column(con: duckdb.DuckDBPyConnection, table: NoteTable, logic
   column = table.col(logical)
   sql = (f"SELECT n FROM (SELECT row_number() OVER () AS n, {column} AS v FROM "
          f"{table.relation}) WHERE v IS NULL OR TRY_CAST(v AS BIGINT) IS NULL LIMIT 1")
-  row = execute(con, sql, table.path, table.option).fetchone()
-  if row is not None:
+  rows = execute(con, sql, table.path, table.option).fetchall()
+  if rows:
     name = column.strip('"')
-    raise UserError(f"{table.option} {table.path}: data row {row[0]} has an empty or "
+    raise UserError(f"{table.option} {table.path}: data row {rows[0][0]} has an empty or "
                     f"non-integer {name}; every row needs an integer {name}")

@@ -11,7 +11,10 @@ Relative paths are resolved against the directory of the config file.
   train_steps = 200                  # finetuning steps per run
   eval_period = 50                   # steps between validation evaluations
   gin_files = []                     # optional: extra gin files for every run
-  bindings = ["BATCH_SIZE = 16"]     # optional: extra gin bindings for every run
+  bindings = ["LEARNING_RATE = 1e-3"] # optional: extra gin bindings for every run
+  batch_size = 16                    # optional: BATCH_SIZE of every run
+  [feature_lengths]                  # optional: tokens per task (defaults in finetune_run.py)
+  mednli = {inputs = 128, targets = 8}
 
   [[checkpoints]]
   name = "ours-tiny"                 # letters, digits, '.', '_', '-'
@@ -39,7 +42,8 @@ from clinical_t5.experiment import taskinfo
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TOP_KEYS = {"data_dir", "out_dir", "tasks", "fractions", "seeds", "checkpoints", "train_steps",
-             "eval_period", "gin_files", "bindings", "batch_size", "description"}
+             "eval_period", "gin_files", "bindings", "batch_size", "feature_lengths",
+             "description"}
 _CHECKPOINT_KEYS = {"name", "path", "hf", "vocab", "gin_files", "bindings"}
 
 
@@ -75,6 +79,8 @@ class SweepConfig:
   gin_files: tuple[str, ...] = ()
   bindings: tuple[str, ...] = ()
   out_dir: Optional[str] = None
+  # {task: {"inputs": n, "targets": m}} for tasks whose default lengths are overridden.
+  feature_lengths: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
   @property
   def num_runs(self) -> int:
@@ -164,6 +170,24 @@ def _check_seeds(data: dict, where: str) -> tuple[int, ...]:
   return tuple(seeds)
 
 
+def _check_feature_lengths(data: dict, where: str) -> dict[str, dict[str, int]]:
+  value = data.get("feature_lengths", {})
+  if not isinstance(value, dict):
+    raise UserError(f"{where}: 'feature_lengths' must map a task to {{inputs = n, targets = m}}")
+  lengths = {}
+  for task, entry in value.items():
+    if task not in taskinfo.TASKS:
+      raise UserError(f"{where}: unknown task {task!r} in 'feature_lengths'; choose from "
+                      f"{', '.join(taskinfo.TASKS)}")
+    if (not isinstance(entry, dict) or set(entry) != {"inputs", "targets"}
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                   for v in entry.values())):
+      raise UserError(f"{where}: feature_lengths.{task} must be {{inputs = n, targets = m}} "
+                      "with positive token counts")
+    lengths[task] = dict(entry)
+  return lengths
+
+
 def _check_checkpoint(entry: Any, index: int, base: str, where: str) -> CheckpointSpec:
   if not isinstance(entry, dict):
     raise UserError(f"{where}: checkpoints[{index}] must be a table/object")
@@ -244,6 +268,7 @@ def parse_sweep_config(data: dict[str, Any], *, source: str, base_dir: str) -> S
       checkpoints=checkpoints, train_steps=train_steps, eval_period=eval_period,
       batch_size=_positive_int(data, "batch_size", source, None), gin_files=gin_files,
       bindings=_string_list(data, "bindings", source),
+      feature_lengths=_check_feature_lengths(data, source),
       out_dir=None if out_dir is None else _resolve(base_dir, out_dir))
 
 

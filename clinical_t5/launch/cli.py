@@ -15,7 +15,6 @@ syntax) before anything starts; bad input exits with status 2.
 import argparse
 import json
 import os
-import shlex
 import sys
 from typing import Optional, Sequence
 
@@ -24,6 +23,9 @@ from clinical_t5.launch import common
 from clinical_t5.launch import local as local_lib
 from clinical_t5.launch import slurm as slurm_lib
 from clinical_t5.launch import tpu as tpu_lib
+
+# The tasks read their data paths from these; a worker needs the same values.
+FORWARDED_VARIABLES = ("CLINICAL_T5_VOCAB", "CLINICAL_T5_CORPUS_DIR", "CLINICAL_T5_DATA_DIR")
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -81,6 +83,9 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
                    help="skip shipping and installing; run on what the workers already have")
   tpu.add_argument("--detach", action="store_true",
                    help="start training in the background on the workers and return at once")
+  tpu.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="environment variable for the trainer on every worker (repeatable); "
+                        f"{', '.join(FORWARDED_VARIABLES)} are forwarded when set here")
   tpu.add_argument("--python", default="python3.11",
                    help="interpreter on the workers that creates the virtual environment")
   tpu.add_argument("--jax-spec", default=tpu_lib.DEFAULT_JAX_SPEC,
@@ -116,6 +121,11 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
   return parser
 
 
+def _search_dirs(checkout: str) -> list[str]:
+  """Return where the trainer looks for gin files: the current directory, checkout, checkout/gin."""
+  return [os.getcwd(), checkout, os.path.join(checkout, "gin")]
+
+
 def _check_gins(args: argparse.Namespace, trainer_args: Sequence[str],
                 search_dirs: Sequence[str]) -> None:
   """Check gin files; the trainer entry points need at least one."""
@@ -124,12 +134,27 @@ def _check_gins(args: argparse.Namespace, trainer_args: Sequence[str],
     common.check_gin_files(trainer_args, search_dirs)
 
 
+def _worker_environment(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+  """Return the forwarded task variables plus each --env NAME=VALUE, later ones winning."""
+  env = {name: os.environ[name] for name in FORWARDED_VARIABLES if os.environ.get(name)}
+  for pair in pairs:
+    if "=" not in pair:
+      raise UserError(f"--env {pair!r} must look like NAME=VALUE")
+    name, value = pair.split("=", 1)
+    env[name] = value
+  for name, value in env.items():
+    if name in FORWARDED_VARIABLES and "://" not in value:
+      print(f"warning: {name}={value} is a local path; every TPU worker needs it at the same "
+            "path, so a gs:// bucket is usually what you want", file=sys.stderr)
+  return tuple(env.items())
+
+
 def _run_tpu(args: argparse.Namespace, trainer_args: list[str]) -> int:
   if not args.zone:
     raise UserError("missing --zone: pass the TPU's zone, e.g. --zone us-central2-b "
                     "(or set CLOUDSDK_COMPUTE_ZONE)")
   source = os.path.abspath(args.source)
-  _check_gins(args, trainer_args, [os.getcwd(), source])
+  _check_gins(args, trainer_args, _search_dirs(source))
   trainer_args = tpu_lib.relocate_gin_args(trainer_args, source, os.getcwd())
   model_dir = common.gin_macro(trainer_args, "MODEL_DIR")
   if model_dir is not None and "://" not in model_dir:
@@ -139,7 +164,7 @@ def _run_tpu(args: argparse.Namespace, trainer_args: list[str]) -> int:
       tpu=args.tpu, zone=args.zone, project=args.project, source_dir=source,
       log_dir=args.log_dir, entry=local_lib.parse_entry(args.module, args.script),
       args=tuple(trainer_args), install=args.install, detach=args.detach,
-      python=args.python, jax_spec=args.jax_spec)
+      env=_worker_environment(args.env), python=args.python, jax_spec=args.jax_spec)
   if args.dry_run:
     return tpu_lib.dry_run(job, sys.stdout)
   return tpu_lib.run(job)
@@ -158,15 +183,15 @@ def _run_slurm_env(args: argparse.Namespace, trainer_args: list[str],
             f"mode {task.mode}, local rank {task.local_rank}, {task.tasks_on_node} task(s) "
             f"and {task.gpus_on_node} GPU(s) on the node")
       for key, value in sorted(env.items()):
-        print(f"export {key}={shlex.quote(value)}")
+        print(f"export {key}={common.shell_quote(value)}")
     return 0
 
-  _check_gins(args, trainer_args, [os.getcwd(), _REPO_ROOT])
+  _check_gins(args, trainer_args, _search_dirs(_REPO_ROOT))
   entry = local_lib.parse_entry(args.module, args.script)
   argv = [sys.executable, "-m", "clinical_t5.launch.worker", *entry, "--", *trainer_args]
   if args.dry_run:
-    assignments = [f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())]
-    print(" ".join(assignments + [shlex.join(argv)]))
+    assignments = [f"{k}={common.shell_quote(v)}" for k, v in sorted(env.items())]
+    print(" ".join(assignments + [common.shell_join(argv)]))
     return 0
   sys.stdout.flush()
   sys.stderr.flush()
@@ -175,7 +200,7 @@ def _run_slurm_env(args: argparse.Namespace, trainer_args: list[str],
 
 
 def _run_local(args: argparse.Namespace, trainer_args: list[str]) -> int:
-  _check_gins(args, trainer_args, [os.getcwd(), _REPO_ROOT])
+  _check_gins(args, trainer_args, _search_dirs(_REPO_ROOT))
   port = args.port or local_lib.free_port()
   job = local_lib.LocalJob(
       num_processes=args.num_processes, log_dir=args.log_dir,

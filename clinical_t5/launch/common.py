@@ -61,7 +61,7 @@ def resolve_gin_file(name: str, search_dirs: Sequence[str]) -> Optional[str]:
     return name if fileio.exists(name) else None
   for directory in search_dirs:
     candidate = os.path.join(directory, name)
-    if os.path.isfile(candidate):
+    if os.path.exists(candidate):
       return candidate
   return None
 

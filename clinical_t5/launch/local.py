@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import os
 import re
-import shlex
 import signal
 import socket
 import subprocess
@@ -30,11 +29,12 @@ from typing import IO, Optional, Sequence
 from absl import logging
 
 from clinical_t5.errors import UserError
+from clinical_t5.launch import common
 from clinical_t5.launch import worker
 
-# NOTE: a process that ignores SIGTERM for this long gets SIGKILL; long enough
-# for a checkpoint manager to finish closing a file, short enough for tests.
-_TERMINATE_GRACE_S = 10.0
+# NOTE: JAX's distributed client treats SIGTERM as a preemption notice and
+# keeps running, so a process still alive this long after SIGTERM gets SIGKILL.
+_TERMINATE_GRACE_S = 5.0
 _POLL_INTERVAL_S = 0.2
 
 
@@ -119,8 +119,9 @@ def process_specs(job: LocalJob, base_env: Optional[dict[str, str]] = None) -> l
 
 def format_spec(spec: ProcessSpec) -> str:
   """Return one shell line that starts the process: `VAR=value ... argv > log 2>&1`."""
-  assignments = [f"{k}={shlex.quote(v)}" for k, v in sorted(spec.env.items())]
-  return " ".join(assignments + [shlex.join(spec.argv), ">", shlex.quote(spec.log_path), "2>&1"])
+  assignments = [f"{k}={common.shell_quote(v)}" for k, v in sorted(spec.env.items())]
+  return " ".join(assignments + [common.shell_join(spec.argv), ">",
+                                 common.shell_quote(spec.log_path), "2>&1"])
 
 
 def dry_run(job: LocalJob, out: IO[str]) -> int:

@@ -20,7 +20,6 @@ the launching machine; the workers also keep `~/clinical-t5/logs/train.log`.
 import dataclasses
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tarfile
@@ -59,6 +58,7 @@ class TpuJob:
     args: arguments of the entry point (the trainer's gin flags).
     install: whether to ship and install the checkout before running.
     detach: start training in the background on the workers and return at once.
+    env: (name, value) pairs set for the entry point on every worker.
     python: interpreter on the workers that creates the virtual environment.
     jax_spec: pip requirement for JAX with TPU support.
     gcloud: the gcloud executable.
@@ -72,6 +72,7 @@ class TpuJob:
   args: tuple[str, ...]
   install: bool = True
   detach: bool = False
+  env: tuple[tuple[str, str], ...] = ()
   python: str = "python3.11"
   jax_spec: str = DEFAULT_JAX_SPEC
   gcloud: str = "gcloud"
@@ -87,6 +88,9 @@ class TpuJob:
                       "hyphens, starting with a letter, at most 63 characters)")
     if self.project is not None and not _PROJECT_RE.fullmatch(self.project):
       raise UserError(f"--project {self.project!r} is not a Google Cloud project id")
+    for name, _ in self.env:
+      if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise UserError(f"--env {name!r} is not an environment variable name")
     if not os.path.isfile(os.path.join(self.source_dir, "pyproject.toml")):
       raise UserError(f"--source {self.source_dir} has no pyproject.toml; pass the "
                       "clinical-t5 checkout to install on the workers")
@@ -125,7 +129,8 @@ def train_script(job: TpuJob) -> str:
   """Return the shell command that starts the entry point on one worker."""
   worker_argv = ["../venv/bin/python", "-m", "clinical_t5.launch.worker", *job.entry, "--",
                  *job.args]
-  run = f"CLINICAL_T5_DISTRIBUTED=tpu {common.shell_join(worker_argv)}"
+  assignments = ["CLINICAL_T5_DISTRIBUTED=tpu"] + [f"{k}={v}" for k, v in job.env]
+  run = f"env {common.shell_join(assignments)} {common.shell_join(worker_argv)}"
   if job.detach:
     return (f"cd {REMOTE_ROOT}/src && mkdir -p ../logs && "
             f"nohup {run} > ../logs/train.log 2>&1 < /dev/null & "
@@ -200,14 +205,14 @@ def run(job: TpuJob) -> int:
     count = pack_source(job.source_dir, tarball, skip_dirs=[job.log_dir])
     logging.info("packed %d files of %s into %s", count, job.source_dir, tarball)
   for argv in commands(job):
-    logging.info("running: %s", shlex.join(argv[:6]))
+    logging.info("running: %s", common.shell_join(argv[:6]))
     code = subprocess.run(argv, check=False).returncode
     if code != 0:
       logging.error("step failed with exit code %d; per-worker logs are in %s", code, job.log_dir)
       return code if 0 < code < 256 else 1
   if job.detach:
     logging.info("training started in the background; fetch logs with: %s",
-                 shlex.join(_gcloud_tpu(job, "ssh") + [
+                 common.shell_join(_gcloud_tpu(job, "ssh") + [
                      job.tpu, *_location_flags(job), "--worker=all",
                      f"--output-directory={os.path.join(job.log_dir, 'train')}",
                      f"--command=tail -n 200 {REMOTE_ROOT}/logs/train.log"]))

@@ -22,6 +22,7 @@ import os
 import re
 import runpy
 import sys
+import traceback
 from typing import Mapping, Optional, Sequence
 
 from absl import logging
@@ -137,8 +138,38 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if module is None and script is None:
     module = "clinical_t5.train"
 
-  initialize_from_environment()
-  run_entry_point(module, script, argv)
+  distributed = initialize_from_environment()
+  code = _exit_code_of(run_entry_point, module, script, argv)
+  if code != 0 and distributed:
+    # NOTE: a normal exit would wait in jax.distributed's shutdown barrier until
+    # every other process also exits (up to 5 minutes, or forever if they are
+    # blocked in a collective). Exiting at once lets the launcher (or srun
+    # --kill-on-bad-exit) see the failure and stop the others. Pending atexit
+    # work is skipped; an unfinished async checkpoint is not finalized and is
+    # therefore ignored on restore.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+  return code
+
+
+def _exit_code_of(fn, *args) -> int:
+  """Run fn(*args); return its exit status as `python -m` would report it."""
+  try:
+    fn(*args)
+  except SystemExit as e:
+    if e.code is None:
+      return 0
+    if isinstance(e.code, int):
+      return e.code
+    print(e.code, file=sys.stderr)
+    return 1
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except BaseException:  # pylint: disable=broad-except
+    traceback.print_exc()
+    return 1
   return 0
 
 

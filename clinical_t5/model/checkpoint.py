@@ -13,6 +13,7 @@ optimizer and data-iterator state, so both load here:
   >>> params, cfg, metadata = load_checkpoint("/tmp/model_dir")   # latest finalized step
 """
 
+import logging as pylogging
 import os
 import re
 from typing import Any, Mapping, Optional
@@ -30,6 +31,16 @@ from clinical_t5.model import config as config_lib
 Params = Any
 ITEMS = ("params", "model_config", "metadata")
 _STEP_DIR = re.compile(r"^checkpoint_(\d+)$")
+
+
+class _OtherItemsFilter(pylogging.Filter):
+  """Drop orbax's warning about items we do not restore (opt_state, tokenizer, ...)."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return "could not be restored" not in record.getMessage()
+
+
+pylogging.getLogger("absl").addFilter(_OtherItemsFilter())
 
 
 def _checkpointer() -> ocp.Checkpointer:

@@ -7,7 +7,7 @@ MIMIC-IV-Note quotes only the text. Both double a `"` inside a quoted field
 and end rows with `\\n`, while line breaks inside TEXT stay as written (`\\n`
 or `\\r\\n`).
 
-  quote('Pt said "ok"')  -> '"Pt said ""ok"""'
+  quote('Pt said "ok" twice')  ->  '"Pt said ""ok"" twice"'
 
 Gzip files are written with mtime 0 and no file name in the header, so the
 same rows always give the same bytes.

@@ -6,7 +6,7 @@
 
 Layout under the output directory:
 
-  mimic-iii/NOTEEVENTS.csv, NOTEEVENTS.csv.gz    11 columns; the .gz holds the same bytes
+  mimic-iii/NOTEEVENTS.csv, NOTEEVENTS.csv.gz    11 columns; the .gz contains the same bytes
   mimic-iii/ICUSTAYS.csv                         DBSOURCE carevue | metavision | both
   mimic-iii-carevue/NOTEEVENTS.csv               rows of CareVue patients only
   carevue_subject_ids.csv                        header `subject_id`
@@ -17,9 +17,9 @@ Layout under the output directory:
   n2c2_subject_ids.csv                           header `subject_id`
   synth_report.json
 
-The same (seed, scale) always gives byte-identical files: every random draw
-comes from `random.Random` streams seeded from the seed, nothing depends on
-time, hashing or set order, gzip headers carry mtime 0 and no file name, and
+The same (seed, scale) always gives byte-identical files. Every random draw
+comes from `random.Random` streams seeded from the seed, and nothing depends on
+time, hashing or set order. Gzip headers carry mtime 0 and no file name, and
 JSON keys keep their insertion order.
 
 `scale` multiplies the MIMIC note counts (about 3,000 MIMIC-III, 600 MIMIC-IV
@@ -39,8 +39,8 @@ synth_report.json keys:
     resave_rows_dropped    rows those groups lose (all but the latest STORETIME).
     kept_whole_groups      groups of 2+ rows kept whole, by the first reason that applies:
                            charttime_empty, cgid_empty, storetime_empty.
-    binary_junk_notes      {"rtf": n, "control": n}: `{\\rtf` remnants and notes of ~30%
-                           control characters.
+    binary_junk_notes      junk notes; binary_junk_kinds splits them into {"rtf": n,
+                           "control": n}: `{\\rtf` remnants and notes of ~30% control characters.
     placeholders_mimic3    {form kind: n} of `[**...**]` placeholders (typed_name, hospital,
                            location, id, contact, age, date_full `[**2101-5-25**]`, date_year
                            `[**2101**]`, date_month_day `[**5-25**]`, date_month_name,
@@ -73,9 +73,9 @@ synth_report.json keys:
     output_notes           notes written per source.
 """
 
+import contextlib
 import math
 import os
-import random
 from typing import Optional
 
 from absl import logging
@@ -84,6 +84,7 @@ from clinical_t5 import __version__
 from clinical_t5.errors import UserError
 from clinical_t5.fileio import atomic_output_dir
 from clinical_t5.synth import outputs
+from clinical_t5.synth import phi
 from clinical_t5.synth import streams
 
 DEFAULT_SCALE = 1.0
@@ -91,14 +92,12 @@ DEFAULT_SCALE = 1.0
 
 def validate(seed: object, scale: object) -> tuple[int, float]:
   """Return (seed, scale) as int and float, or raise UserError naming the bad value."""
-  if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-    try:
-      seed_int = int(str(seed))
-    except ValueError:
-      seed_int = -1
-    if seed_int < 0 or isinstance(seed, float) and not float(seed).is_integer():
-      raise UserError(f"invalid --seed {seed!r}: pass a whole number >= 0")
-    seed = seed_int
+  try:
+    seed_int = int(str(seed).strip())
+  except ValueError:
+    seed_int = -1
+  if isinstance(seed, bool) or seed_int < 0:
+    raise UserError(f"invalid --seed {seed!r}: pass a whole number >= 0")
   try:
     scale_f = float(scale)
   except (TypeError, ValueError):
@@ -109,7 +108,7 @@ def validate(seed: object, scale: object) -> tuple[int, float]:
     # NOTE: 5,000 is 15M MIMIC-III notes, about 7x the real table; more would
     # only fill the disk.
     raise UserError(f"invalid --scale {scale!r}: the maximum is 5000 (15M notes)")
-  return int(seed), scale_f
+  return seed_int, scale_f
 
 
 def write_dataset(out_dir: str, seed: int = 0, scale: float = DEFAULT_SCALE,
@@ -120,7 +119,12 @@ def write_dataset(out_dir: str, seed: int = 0, scale: float = DEFAULT_SCALE,
   when `out_dir` exists and is not empty without `overwrite`.
   """
   seed, scale = validate(seed, scale)
-  with atomic_output_dir(out_dir, overwrite) as tmp:
+  with contextlib.ExitStack() as stack:
+    try:
+      tmp = stack.enter_context(atomic_output_dir(out_dir, overwrite))
+    except OSError as e:
+      raise UserError(f"cannot create output directory {out_dir}: {e.strerror}; "
+                      "choose a writable --out") from None
     report = _generate(tmp, seed, scale)
   logging.info("wrote synthetic data set (seed %d, scale %g) to %s", seed, scale, out_dir)
   return report
@@ -130,15 +134,15 @@ def _generate(out: str, seed: int, scale: float) -> dict:
   planted = streams.Planted()
   expected = streams.rules.ExpectedCorpus()
 
-  tasks = streams.write_mimic3(out, random.Random(f"mimic3:{seed}"), scale, planted, expected)
-  n2c2_mimic4 = streams.write_mimic4(out, random.Random(f"mimic4:{seed}"), scale, planted,
+  tasks = streams.write_mimic3(out, phi.FastRandom(f"mimic3:{seed}"), scale, planted, expected)
+  n2c2_mimic4 = streams.write_mimic4(out, phi.FastRandom(f"mimic4:{seed}"), scale, planted,
                                      expected)
   tasks.n2c2_subjects += n2c2_mimic4
 
-  task_rng = random.Random(f"tasks:{seed}")
+  task_rng = phi.FastRandom(f"tasks:{seed}")
   outputs.write_clip(out, task_rng, tasks.clip_docs)
   outputs.write_radqa(out, task_rng, tasks.radqa_docs)
-  outputs.write_mednli(out, random.Random(f"mednli:{seed}"))
+  outputs.write_mednli(out, phi.FastRandom(f"mednli:{seed}"))
   outputs.write_subject_list(os.path.join(out, "n2c2_subject_ids.csv"), tasks.n2c2_subjects)
   outputs.write_subject_list(os.path.join(out, "carevue_subject_ids.csv"), tasks.carevue_subjects)
 

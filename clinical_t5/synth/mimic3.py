@@ -41,8 +41,8 @@ CATEGORY_WEIGHTS: dict[str, float] = {
 _CATEGORIES = list(CATEGORY_WEIGHTS)
 _CUM_WEIGHTS = list(__import__("itertools").accumulate(CATEGORY_WEIGHTS.values()))
 
-# Which of CHARTTIME, STORETIME and CGID each category fills in, as real notes do:
-# discharge summaries and ECGs carry only a CHARTDATE, radiology has no caregiver.
+# Flags (CHARTTIME, STORETIME, CGID filled in) per category, as in real notes.
+# Discharge summaries and ECGs carry only a CHARTDATE, and radiology has no caregiver.
 _HAS_FIELDS: dict[str, tuple[bool, bool, bool]] = {
     "Discharge summary": (False, False, False), "ECG": (False, False, False),
     "Echo": (True, False, False), "Radiology": (True, False, False),
@@ -57,7 +57,9 @@ _DESCRIPTIONS = {"Discharge summary": "Report", "ECG": "Report", "Echo": "Report
 _QUIRK_CATEGORIES = ("Nursing/other", "Physician ", "Nursing", "Respiratory ")
 
 _EDITS = [("stable", "unchanged"), ("monitor", "closely monitor"), ("clear", "clear and equal"),
-          ("family", "family at bedside"), ("pain", "incisional pain"), ("cont", "continue")]
+          ("family", "family at bedside"), ("pain", "incisional pain"), ("cont", "continue"),
+          ("bilat", "bilaterally"), ("AM", "the morning"), ("NPO", "NPO after midnight"),
+          ("Plan", "Plan of care"), ("normal", "within normal limits")]
 _PLACEHOLDER_SPLIT = re.compile(r"(\[\*\*.*?\*\*\])")
 
 _RTF_JUNK = ("{\\rtf1\\ansi\\ansicpg1252\\deff0\\deflang1033{\\fonttbl{\\f0\\fswiss\\fcharset0 Arial;}}\n"
@@ -96,7 +98,7 @@ def junk_text(kind: str, rng: random.Random) -> str:
 
 @dataclasses.dataclass
 class SubjectPlan:
-  """What to generate for one subject."""
+  """The role, DBSOURCE and events of one subject to generate."""
   subject_id: int
   carevue: bool
   dbsource: str                 # carevue | metavision | both | "" (no ICU stay)
@@ -135,9 +137,9 @@ class SubjectBuilder:
       hadm = ""  # outpatient tests have no admission
     store = when + datetime.timedelta(minutes=store_delay)
     row = rules.Row(subject_id=self.plan.subject_id, hadm_id=hadm,
-                    chartdate=when.strftime("%Y-%m-%d"),
-                    charttime=when.strftime("%Y-%m-%d %H:%M:%S") if has_charttime else "",
-                    storetime=store.strftime("%Y-%m-%d %H:%M:%S") if has_storetime else "",
+                    chartdate=when.date().isoformat(),
+                    charttime=when.isoformat(" ") if has_charttime else "",
+                    storetime=store.isoformat(" ") if has_storetime else "",
                     category=category, description=_DESCRIPTIONS.get(category, "Report"),
                     cgid=cgid if has_cgid else "", iserror=iserror, text=text, forms=forms,
                     kind=kind, task=task)
@@ -245,7 +247,7 @@ def random_event(builder: SubjectBuilder, rng: random.Random, quirks: bool) -> N
 def forced_event(builder: SubjectBuilder, event: str) -> None:
   """Add one named quirk event (used so that every quirk occurs at any scale)."""
   if event.startswith("resave"):
-    builder.resave(int(event[-1]), exact="exact" in event)
+    builder.resave(int(event[len("resave")]), exact=event.endswith("_exact"))
   elif event.startswith("kept_"):
     builder.kept_whole(event[len("kept_"):])
   elif event in ("iserror", "junk_rtf", "junk_control"):

@@ -2,7 +2,7 @@
 
 `note_id` is `{subject_id}-{note_type}-{note_seq}` with note types DS and AD
 (discharge, addendum) and RR and AR (radiology report, addendum). Every PHI
-span is a run of three or more underscores; the annotation files list the
+span is a run of three or more underscores. The annotation files list the
 entity type of the i-th run of each note in its i-th row.
 
   discharge.csv.gz:
@@ -50,7 +50,7 @@ class Mimic4Writer:
 
 
 def _fmt(t: datetime.datetime) -> str:
-  return t.strftime("%Y-%m-%d %H:%M:%S")
+  return t.isoformat(" ")
 
 
 def subject_notes(rng: random.Random, subject_id: int, force_long: bool = False) -> list[dict]:

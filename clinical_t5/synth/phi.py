@@ -11,20 +11,44 @@ corpus statistics follow from what was planted, not from re-running a tagger.
   -> "Seen by Dr. [**Last Name (STitle) 4112**] on [**2151-3-14**]."
   filler.forms -> Counter({"last_name_stitle": 1, "date_full": 1})
 
-The outcome of each form follows the tagging rules applied in order: the first
-key of the tag map that occurs in the inner text decides the tag; otherwise a
-three-part date or text with a month name is kept as text, purely numeric text
-becomes `[Reg#]`, numeric text once '-' and '/' are removed is kept as text,
-whitespace-only text becomes empty, and anything else is an unknown form (the
-corpus builder writes `[MISC]` for it). Forms whose tag depends on how the key
-search treats case are never planted (for example `Wardname`, which contains
-`name` in lower case, or `Hospital Unit Name`).
+The outcome of each form follows the tagging rules, applied in order. The
+first key of the tag map that occurs in the inner text decides the tag. Without
+a key, the checks run in this order: a three-part date is kept as text, purely
+numeric text becomes `[Reg#]`, and text that is numeric once '-' and '/' are
+removed is kept as text. Then text with a month name is kept as text, and
+whitespace-only text becomes empty. Anything
+else is an unknown form, which the corpus builder writes as `[MISC]`.
+
+Forms whose tag is ambiguous are never planted: `Wardname` contains `name` in
+lower case, so its tag depends on whether the key search ignores case, and
+`Hospital Unit Name` contains both `Name` and `Hospital`, so its tag depends on
+the key order of the tag map.
 """
 
 import collections
 import collections.abc
 import random
 from typing import Optional
+
+
+class FastRandom(random.Random):
+  """`random.Random` with cheaper integer draws, for generating millions of notes.
+
+  `randint`, `choice`, `shuffle` and `sample` draw through `random()` (one C
+  call) instead of the rejection sampler of `_randbelow`, which dominated the
+  generation time. The draws stay deterministic for a seed.
+  """
+
+  def _randbelow(self, n: int) -> int:
+    # NOTE: int(random() * n) is biased by at most n / 2**53, below 1e-10 for n < 1e6.
+    return int(self.random() * n)
+
+  def randint(self, a: int, b: int) -> int:
+    return a + int(self.random() * (b - a + 1))
+
+  def choice(self, seq):
+    return seq[int(self.random() * len(seq))]
+
 
 # Outcomes other than a tag.
 KEPT = "kept_as_text"
@@ -94,13 +118,13 @@ FORMS: dict[str, tuple[str, str, str]] = {
     "month_only": ("date_compound", "Month (only) {n}", "[MO]"),
     "holiday": ("date_compound", "Holiday {n}", "[DAY]"),
     "date_range": ("date_compound", "Date range (1) {n}", "[DR]"),
-    # Whitespace only, and forms no rule knows.
+    # Whitespace only, and forms that match no rule.
     "empty": ("empty", " ", EMPTY),
     "unknown_underscores": ("unknown", "___", UNKNOWN),
     "unknown_category": ("unknown", "Radiology Tech {n}", UNKNOWN),
 }
 
-# Slot name in a template -> (form ids, cumulative weights).
+# Slot name in a template -> [(form id, relative weight)].
 _SLOT_FORMS: dict[str, list[tuple[str, int]]] = {
     "NAME": [("last_name_stitle", 30), ("first_name_titles", 10), ("first_name3_lf", 8),
              ("last_name_pattern1", 14), ("doctor_first_name", 8), ("doctor_last_name", 6),
@@ -122,6 +146,7 @@ _SLOT_FORMS: dict[str, list[tuple[str, int]]] = {
              ("month_day", 3), ("day_month", 1), ("year_4_digits", 2),
              ("month_only", 2), ("holiday", 1), ("date_range", 1)],
     "FULLDATE": [("date_full", 1)],
+    "DOB": [("date_full", 1)],
     "ODD": [("empty", 6), ("unknown_underscores", 2), ("unknown_category", 2)],
 }
 # One slot per form (`{FORM-date_year}`), for notes that must plant a given form.
@@ -130,7 +155,7 @@ _SLOT_FORMS.update({f"FORM-{form}": [(form, 1)] for form in FORMS})
 # MIMIC-IV entity type of the annotation file for each slot.
 _SLOT_ENTITY: dict[str, str] = {
     "NAME": "NAME", "HOSP": "ORGANIZATION", "LOC": "LOCATION", "ID": "ID", "CLIP": "ID",
-    "JOB": "ID", "PHONE": "CONTACT", "AGE90": "AGE", "DATE": "DATE", "FULLDATE": "DATE",
+    "JOB": "ID", "PHONE": "CONTACT", "AGE90": "AGE", "DATE": "DATE", "FULLDATE": "DATE", "DOB": "DATE",
     "ODD": "MISC",
 }
 _SLOT_ENTITY.update({f"FORM-{form}": "MISC" for form in FORMS})
@@ -160,7 +185,8 @@ def render_form(form: str, rng: random.Random, year: int) -> str:
 
 def underscore_run(rng: random.Random) -> str:
   """Return a MIMIC-IV placeholder: mostly `___`, sometimes a longer run."""
-  # NOTE: about 1 run in 12 is 4-6 underscores, so `_____` forms always occur.
+  # NOTE: about 1 run in 12 has 4-6 underscores, so every data set of more than
+  # a few notes contains `____` and `_____` runs.
   return "___" if rng.random() < 0.92 else "_" * rng.randint(4, 6)
 
 
@@ -168,8 +194,8 @@ class Filler(collections.abc.Mapping):
   """A `str.format_map` mapping that renders slots and records what it planted.
 
   Upper-case slot names (`NAME`, `DATE`, ...) become placeholders. Lower-case
-  slot names draw a word or phrase from `vocab`. In "mimic3" mode `forms`
-  counts the placeholder forms; in "mimic4" mode `entities` lists the entity
+  slot names draw a word or phrase from `vocab`. In "mimic3" mode, `forms`
+  counts the placeholder forms. In "mimic4" mode, `entities` lists the entity
   type of each `___` run in order, as the annotation file does.
   """
 
@@ -191,11 +217,17 @@ class Filler(collections.abc.Mapping):
       names, cum = _SLOTS[key]
       form = names[0] if len(names) == 1 else rng.choices(names, cum_weights=cum)[0]
       self.forms[form] += 1
-      return "[**" + render_form(form, rng, self.year) + "**]"
+      # A date of birth lies 20 to 89 years before the note.
+      year = self.year - rng.randint(20, 89) if key == "DOB" else self.year
+      return "[**" + render_form(form, rng, year) + "**]"
     if key == "n":
       return str(rng.randint(2, 9))
     if key == "age":
       return str(rng.randint(28, 89))
+    if key == "agetext":
+      # NOTE: 1 patient in 20 is over 90, so the age placeholder occurs in
+      # many discharge summaries.
+      return self["AGE90"] + " y/o" if rng.random() < 0.05 else str(rng.randint(28, 89)) + " y/o"
     return rng.choice(self.vocab[key])
 
   def __iter__(self):

@@ -1,6 +1,6 @@
 """The corpus rules applied to planted ground truth, and the tallies behind the report.
 
-The generator knows, for every row it writes, which placeholder forms it
+For every row it writes, the generator records which placeholder forms it
 planted and why the row exists. This module applies the pretraining-corpus
 rules to that ground truth, one subject at a time (every rule is per subject
 or per row), so the expected statistics of a correct corpus build are exact:

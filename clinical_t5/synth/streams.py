@@ -102,7 +102,8 @@ class Planted:
     out = {k: c[k] for k in scalar_keys}
     out["kept_whole_groups"] = {k: self.kept_whole[k] for k in
                                 ("charttime_empty", "cgid_empty", "storetime_empty")}
-    out["binary_junk_notes"] = {"rtf": c["junk_rtf"], "control": c["junk_control"]}
+    out["binary_junk_notes"] = c["junk_rtf"] + c["junk_control"]
+    out["binary_junk_kinds"] = {"rtf": c["junk_rtf"], "control": c["junk_control"]}
     out["placeholders_mimic3"] = phi.form_kind_counts(self.forms)
     out["placeholder_forms_mimic3"] = {f: self.forms[f] for f in phi.FORMS}
     out["categories"] = {k: self.categories[k] for k in mimic3.CATEGORY_WEIGHTS}
@@ -112,7 +113,7 @@ class Planted:
 
 @dataclasses.dataclass
 class TaskDocs:
-  """What the task writers need from the MIMIC-III pass."""
+  """Task documents and subject lists collected during the MIMIC-III pass."""
   clip_docs: list = dataclasses.field(default_factory=list)    # (row_id, sentences)
   radqa_docs: list = dataclasses.field(default_factory=list)   # (row_id, payload)
   n2c2_subjects: list = dataclasses.field(default_factory=list)
@@ -126,10 +127,10 @@ def _task_roles(rng: random.Random) -> list[str]:
   return roles
 
 
-def _plan_subject(rng: random.Random, index: int, sid: int, roles: list[str], mean_events: int,
-                  forced_done: int) -> mimic3.SubjectPlan:
+def _plan_subject(rng: random.Random, sid: int, roles: list[str], mean_events: int,
+                  forced_done: int, task_turn: bool) -> mimic3.SubjectPlan:
   """Decide the role, DBSOURCE and event count of the next subject."""
-  if roles and index % 3 == 1:
+  if roles and task_turn:
     # Task patients are CareVue patients, so the overlap rule never touches them.
     return mimic3.SubjectPlan(sid, True, "carevue", rng.randint(2, 8), role=roles.pop())
   if forced_done < len(_FORCED):
@@ -138,12 +139,19 @@ def _plan_subject(rng: random.Random, index: int, sid: int, roles: list[str], me
                               forced=events)
   r = rng.random()
   # NOTE: about 45% of MIMIC-III patients are CareVue-era; a few have no ICU stay.
-  dbsource = "carevue" if r < 0.45 else "metavision" if r < 0.9 else "both" if r < 0.97 else ""
+  if r < 0.45:
+    dbsource = "carevue"
+  elif r < 0.9:
+    dbsource = "metavision"
+  elif r < 0.97:
+    dbsource = "both"
+  else:
+    dbsource = ""
   return mimic3.SubjectPlan(sid, dbsource == "carevue", dbsource,
                             rng.randint(1, 2 * mean_events - 1))
 
 
-def _build_subject(rng: random.Random, plan: mimic3.SubjectPlan, tasks: TaskDocs) -> list:
+def _build_subject(rng: random.Random, plan: mimic3.SubjectPlan) -> tuple:
   builder = mimic3.SubjectBuilder(rng, plan)
   docs = []
   for event in plan.forced:
@@ -175,12 +183,18 @@ def write_mimic3(out: str, rng: random.Random, scale: float, planted: Planted,
   icustays = csvio.Table([csvio.ByteSink(f"{out}/mimic-iii/ICUSTAYS.csv")], mimic3.icustays_header())
 
   tasks, roles = TaskDocs(), _task_roles(rng)
+  # Task subjects are spread evenly over the background subjects.
+  # NOTE: a task subject has about 6 notes, a background subject `mean_events`.
+  n_roles = len(roles)
+  background = max(1.0, (target - 6 * n_roles) / mean_events)
+  task_share = n_roles / (n_roles + background)
   sid, index, forced_done, row_id = rng.randint(2, 40), 0, 0, 1
   bar = progress(total=target, desc="MIMIC-III notes", unit="note")
   while notes.rows < target or roles or forced_done < len(_FORCED):
-    plan = _plan_subject(rng, index, sid, roles, mean_events, forced_done)
+    task_turn = (n_roles - len(roles)) < task_share * (index + 1)
+    plan = _plan_subject(rng, sid, roles, mean_events, forced_done, task_turn)
     forced_done += bool(plan.forced)
-    builder, docs = _build_subject(rng, plan, tasks)
+    builder, docs = _build_subject(rng, plan)
     rows = builder.rows
     for row in rows:
       row.row_id = row_id
@@ -191,6 +205,7 @@ def write_mimic3(out: str, rng: random.Random, scale: float, planted: Planted,
     if plan.carevue:
       carevue_notes.write_lines(lines)
       tasks.carevue_subjects.append(sid)
+      planted.counts["carevue_rows"] += len(lines)
     icustays.write_lines(mimic3.icustays_lines(builder, icustays.rows + 1))
 
     for kind, row, payload in docs:
@@ -239,6 +254,8 @@ def write_mimic4(out: str, rng: random.Random, scale: float, planted: Planted,
       writer.notes[table].write_lines([mimic4.format_note(n) for n in mine])
       writer.annotations[table].write_lines([line for n in mine for line in mimic4.annotation_lines(n)])
     for note in notes:
+      planted.counts[f"mimic4_{note['table']}_rows"] += 1
+      planted.counts[f"mimic4_{note['table']}_runs"] += note["runs"]
       planted.add_mimic4_note(note)
       expected.add_mimic4_note("mimic4_" + note["table"], sid, note["runs"], removed)
     if removed:

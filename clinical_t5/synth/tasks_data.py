@@ -1,8 +1,8 @@
 """Synthetic MedNLI, RadQA and CLIP data whose labels follow from templated cue words.
 
-The cues are consistent so that a tiny model can learn them: a MedNLI
+The cues are consistent so that a tiny model can learn them. A MedNLI
 hypothesis that negates the premise's finding ("no history of", "never",
-"denies") is a contradiction, one that restates it is an entailment, and one
+"denies") is a contradiction. One that restates it is an entailment, and one
 about something else ("may", "family history", "will") is neutral. CLIP labels
 follow the instruction sentence ("Follow up with Dr. ..." is an appointment,
 "Please have your INR checked" a lab follow-up). Class frequencies are
@@ -30,8 +30,8 @@ MEDNLI_KEYS = ("pairID", "gold_label", "sentence1", "sentence2", "sentence1_pars
 # NOTE: unequal label frequencies: the majority baseline is 42%, not 33%.
 MEDNLI_LABEL_WEIGHTS = (("entailment", 42), ("contradiction", 33), ("neutral", 25))
 
-_TOKEN_RE = re.compile(r"\d+(?:[.,:/]\d+)+|n't|'s|Dr\.|Mr\.|Mrs\.|Ms\.|[A-Za-z]\.(?=[A-Za-z]\.)"
-                       r"|[^\s\[\](){}<>,;:?!\"']+|[\[\](){}<>,;:?!\"']")
+_TOKEN_RE = re.compile(r"\d+(?:[.,:/]\d+)+|[^\s\[\](){}<>,;:?!\"]+|[\[\](){}<>,;:?!\"]")
+_TITLES = ("Dr.", "Mr.", "Mrs.", "Ms.")
 
 
 def word_tokenize(sentence: str) -> list[str]:
@@ -40,14 +40,15 @@ def word_tokenize(sentence: str) -> list[str]:
   Brackets, commas, colons and quotes become tokens, the final period is split
   off, `n't` and `'s` are separate tokens, and `**` stays on the word it touches.
   """
-  tokens = _TOKEN_RE.findall(sentence)
   out: list[str] = []
-  for tok in tokens:
+  for tok in _TOKEN_RE.findall(sentence):
     if tok.endswith("n't") and len(tok) > 3:
       out += [tok[:-3], "n't"]
+    elif tok.endswith("'s") and len(tok) > 2:
+      out += [tok[:-2], "'s"]
     else:
       out.append(tok)
-  if out and out[-1].endswith(".") and out[-1] != "." and out[-1] not in ("Dr.", "Mr.", "Ms.", "Mrs."):
+  if out and out[-1].endswith(".") and out[-1] != "." and out[-1] not in _TITLES:
     out[-1] = out[-1][:-1]
     out.append(".")
   return out
@@ -94,7 +95,7 @@ def make_clip_doc(filler: phi.Filler, rng: random.Random) -> tuple[str, list[tup
   """Return a discharge summary text and its sentences with their CLIP labels."""
   units: list[tuple[str, tuple[str, ...]]] = [
       ("Admission Date:  {FULLDATE}     Discharge Date:   {FULLDATE}", ()),
-      ("Date of Birth:  {FULLDATE}     Sex:   {sex}", ()), ("Service: {service}", ()),
+      ("Date of Birth:  {DOB}     Sex:   {sex}", ()), ("Service: {service}", ()),
       ("History of Present Illness:", ()),
       ("{age} y/o with {cond} who presents with {acute}.", ()),
       ("Brief Hospital Course:", ())]
@@ -144,13 +145,15 @@ _RADQA_TOPICS = {
                  "Acute {side} sixth rib fracture.", "Acute {side} sixth rib fracture",
                  "Is there a rib fracture?"),
 }
-_RADQA_FILLER = ["Comparison is made to the prior study of {DATE}.",
-                 "Findings were discussed with Dr. {NAME} at 10:30 AM on {DATE}.",
+# Every findings paragraph gets the comparison sentence, so each RadQA context
+# contains at least one `[**...**]` placeholder, as real RadQA contexts do.
+_RADQA_COMPARISON = "Comparison is made to the prior study of {DATE}."
+_RADQA_FILLER = ["Findings were discussed with Dr. {NAME} at 10:30 AM on {DATE}.",
                  "The osseous structures are otherwise unremarkable."]
 
 
 def _join_with_answers(parts: list[tuple[str, str]]) -> tuple[str, dict[int, tuple[str, int]]]:
-  """Join sentences with spaces; return the text and {part index: (answer, start)}."""
+  """Join sentences with spaces. Return the text and {part index: (answer text, start)}."""
   text, answers = "", {}
   for i, (sentence, answer) in enumerate(parts):
     if text:
@@ -172,7 +175,8 @@ def make_radqa_doc(filler: phi.Filler, rng: random.Random) -> tuple[str, dict]:
 
   findings_parts = [(_RADQA_TOPICS[t][0].format(**values), _RADQA_TOPICS[t][1].format(**values), t)
                     for t in present]
-  findings_parts.insert(rng.randint(0, 3), (rng.choice(_RADQA_FILLER).format_map(filler), "", ""))
+  findings_parts.insert(0, (_RADQA_COMPARISON.format_map(filler), "", ""))
+  findings_parts.insert(rng.randint(1, 4), (rng.choice(_RADQA_FILLER).format_map(filler), "", ""))
   impression_parts = [(_RADQA_TOPICS[t][2].format(**values), _RADQA_TOPICS[t][3].format(**values), t)
                       for t in present if t in in_impression]
   findings, f_answers = _join_with_answers([(s, a) for s, a, _ in findings_parts])
@@ -193,7 +197,7 @@ def make_radqa_doc(filler: phi.Filler, rng: random.Random) -> tuple[str, dict]:
                     "answers": [], "is_impossible": True})
     paragraphs.append({"context": context, "qas": qas})
 
-  header, _, _ = text_lib.radiology_sections(filler, rng)
+  header = text_lib.radiology_header(filler)
   text = f"{header} INDICATION: eval for {rng.choice(text_lib.VOCAB['acute'])}.\n\n" \
          f" FINDINGS: {findings}\n\n IMPRESSION: {impression}\n"
   return text, {"paragraphs": paragraphs}

@@ -58,7 +58,7 @@ VOCAB: dict[str, list[str]] = {
 
 _DS_HEADER = (
     "Admission Date:  {FULLDATE}              Discharge Date:   {FULLDATE}\n\n"
-    "Date of Birth:  {FULLDATE}             Sex:   {sex}\n\n"
+    "Date of Birth:  {DOB}             Sex:   {sex}\n\n"
     "Service: {service}\n\n"
     "Allergies:\nPatient recorded as having No Known Allergies to Drugs\n\n"
     "Attending:{NAME}\n")
@@ -76,6 +76,17 @@ _DS_COURSE = [
     "Blood cultures from {DATE} showed no growth.",
 ]
 
+_LAB_LINES = [
+    "{FULLDATE} 05:40AM BLOOD WBC-7.2 RBC-3.85* Hgb-11.2* Hct-33.5* MCV-87 MCH-29.1 Plt Ct-245",
+    "{FULLDATE} 05:40AM BLOOD Glucose-112* UreaN-24* Creat-1.3* Na-138 K-4.1 Cl-101 HCO3-26",
+    "{FULLDATE} 06:15AM BLOOD PT-14.2* PTT-32.1 INR(PT)-1.3*",
+    "{FULLDATE} 04:50PM BLOOD CK(CPK)-85 cTropnT-<0.01",
+    "{FULLDATE} 07:00AM BLOOD ALT-22 AST-31 AlkPhos-88 TotBili-0.6 Albumin-3.4*",
+]
+_EXAM = ("Physical Exam:\nVS: T {temp} BP 128/74 HR 84 RR 18 O2 sat 96% RA\n"
+         "Gen: NAD, A&Ox3\nHEENT: MMM, OP clear\nCV: RRR, no m/r/g\n"
+         "Lungs: CTAB, no wheezes\nAbd: soft, NT/ND, +BS\nExt: no c/c/e, 2+ DP pulses\n")
+
 _NURSING = [
     "Neuro: A&Ox3, MAE, follows commands, pt {mood}.",
     "CV: HR 80s NSR, BP 110-130/60s, no ectopy noted.",
@@ -88,6 +99,14 @@ _NURSING = [
     "VS:\tT {temp}\tHR 82\tBP 124/68\tRR 18 {{per flowsheet}}",
     "Pt transferred from {HOSP} on {DATE}.",
     "Daughter {NAME} can be reached at {PHONE}.",
+    "Pt lives with wife in {LOC}, PCP Dr. {NAME}.",
+    "Pain: c/o {n}/10 incisional pain, medicated with morphine 2mg IV with good effect.",
+    "Heme: Hct stable, no s/sx of bleeding, {lab} to be rechecked with AM labs.",
+    "Endo: FS BG 140-180, covered per RISS.",
+    "Access: PIV x2 patent, R IJ CVL site c/d/i.",
+    "Assessment: pt with {acute}, hemodynamically stable this shift.",
+    "Action: {med} {dose} given as ordered, tolerated well.",
+    "Response: BP improved, UO adequate.",
 ]
 
 _PHYSICIAN = [
@@ -150,14 +169,21 @@ def _lines(rng: random.Random, bank: list[str], low: int, high: int) -> list[str
   return rng.sample(bank, k)
 
 
-def radiology_sections(filler: phi.Filler, rng: random.Random) -> tuple[str, str, str]:
-  """Return the (header, findings, impression) texts of a MIMIC-III radiology report."""
-  header = ("{DATE} 10:15 AM\n {exam}                                Clip # {CLIP}\n"
+def radiology_header(filler: phi.Filler) -> str:
+  """Return the header of a MIMIC-III radiology report, up to "FINAL REPORT"."""
+  return ("{DATE} 10:15 AM\n {exam}                                Clip # {CLIP}\n"
             " Reason: eval for {acute}\n"
             " ______________________________________________________________________________\n"
             "                                 FINAL REPORT\n").format_map(filler)
+
+
+def radiology_sections(filler: phi.Filler, rng: random.Random) -> tuple[str, str, str]:
+  """Return the (header, findings, impression) texts of a MIMIC-III radiology report."""
+  header = radiology_header(filler)
   findings = [rng.choice(VOCAB["finding_neg"]) + ".",
               "Heart size is normal. Mediastinal contours are unremarkable.",
+              "The lungs are clear without focal consolidation. The hila are normal.",
+              "The visualized osseous structures show no acute fracture.",
               "Comparison is made to the prior study of {DATE}.".format_map(filler)]
   if rng.random() < 0.5:
     findings.append(f"There is a {rng.randint(3, 15)} mm nodule in the {rng.choice(VOCAB['lobe'])}.")
@@ -167,9 +193,9 @@ def radiology_sections(filler: phi.Filler, rng: random.Random) -> tuple[str, str
 
 def _course(fmt: phi.Filler, rng: random.Random, long: bool) -> str:
   if long:
-    # NOTE: 160 course sentences of about 60 characters make a note over 10 KB.
-    return " ".join(rng.choice(_DS_COURSE).format_map(fmt) for _ in range(160))
-  return " ".join(line.format_map(fmt) for line in _lines(rng, _DS_COURSE, 3, 7))
+    # NOTE: 220 course sentences of about 60 characters make a note over 10 KB.
+    return " ".join(rng.choice(_DS_COURSE).format_map(fmt) for _ in range(220))
+  return " ".join(line.format_map(fmt) for line in _lines(rng, _DS_COURSE, 4, 10))
 
 
 def mimic3_note(category: str, filler: phi.Filler, rng: random.Random, long: bool = False) -> str:
@@ -180,9 +206,12 @@ def mimic3_note(category: str, filler: phi.Filler, rng: random.Random, long: boo
   fmt = filler
   if category == "Discharge summary":
     parts = [_DS_HEADER.format_map(fmt), "Chief Complaint:\n{acute}\n".format_map(fmt),
-             "History of Present Illness:\n{age} y/o with {cond} and {cond} who presents "
+             "History of Present Illness:\n{agetext} with {cond} and {cond} who presents "
              "from {HOSP} with {acute}.\n".format_map(fmt),
-             "Past Medical History:\n- {cond}\n- {cond}\n".format_map(fmt),
+             "Past Medical History:\n- {cond}\n- {cond}\n- {cond}\n".format_map(fmt),
+             _EXAM.format_map(fmt),
+             "Pertinent Results:\n" + "\n".join(
+                 line.format_map(fmt) for line in _lines(rng, _LAB_LINES, 2, 5)) + "\n",
              "Brief Hospital Course:\n" + _course(fmt, rng, long) + "\n",
              "Discharge Medications:\n1. {med} {dose} PO {freq}.\n2. {med} {dose} PO {freq}.\n"
              .format_map(fmt),
@@ -199,7 +228,7 @@ def mimic3_note(category: str, filler: phi.Filler, rng: random.Random, long: boo
     indication = rng.choice(VOCAB["cond"])
     return f"{header} INDICATION: {indication}.\n\n FINDINGS: {findings}\n\n IMPRESSION: {impression}\n"
   if category == "Nursing/other":
-    return "\n".join(line.format_map(fmt) for line in _lines(rng, _NURSING, 3, 7)) + "\n"
+    return "\n".join(line.format_map(fmt) for line in _lines(rng, _NURSING, 4, 10)) + "\n"
   if category == "Physician ":
     return "\n".join(line.format_map(fmt) for line in _lines(rng, _PHYSICIAN, 4, 9))
   if category == "Respiratory ":
@@ -215,7 +244,7 @@ def mimic3_note(category: str, filler: phi.Filler, rng: random.Random, long: boo
 _M4_DS_HEADER = (
     " \nName:  {NAME}                     Unit No:   {ID}\n \n"
     "Admission Date:  {DATE}              Discharge Date:   {DATE}\n \n"
-    "Date of Birth:  {DATE}             Sex:   {sex}\n \n"
+    "Date of Birth:  {DOB}             Sex:   {sex}\n \n"
     "Service: {service}\n \nAllergies: \nNo Known Allergies / Adverse Drug Reactions\n \n"
     "Attending: {NAME}.\n \n")
 

@@ -11,6 +11,7 @@ Gin mistakes become one `UserError` line, raised before anything compiles:
 
 import argparse
 import difflib
+import logging
 import os
 import re
 from typing import Optional, Sequence
@@ -98,6 +99,13 @@ def _check_macro_bindings(bindings: Sequence[str], known: set[str]) -> None:
                     f"{', '.join(sorted(known)) or 'none'}")
 
 
+class _DropPathNotFound(logging.Filter):
+  """Hide gin's "Path not found" lines, logged for every search path tried before the hit."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.getMessage()).startswith("Path not found")
+
+
 def _one_line(error: Exception) -> str:
   return " ".join(str(error).split())[:400]
 
@@ -114,10 +122,14 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str],
     gin.add_config_file_search_path(path)
   files = [_resolve_file(f, paths) for f in gin_files]
 
+  path_filter = _DropPathNotFound()
+  logging.getLogger().addFilter(path_filter)
   try:
     gin.parse_config_files_and_bindings(files, None, finalize_config=False)
   except (ValueError, SyntaxError, ImportError, IOError, gin.config.ParseError) as e:
     raise UserError(f"invalid gin file: {_one_line(e)}") from None
+  finally:
+    logging.getLogger().removeFilter(path_filter)
   _check_macro_bindings(bindings, defined_macros())
 
   for binding in bindings:

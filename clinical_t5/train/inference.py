@@ -72,7 +72,7 @@ def load_params(path: str, partitioner: partitioning.Partitioner) -> tuple[Any, 
   config = model_config.T5Config.from_dict(ckpt_lib.read_json_item(path, "model_config"))
   model = models.EncoderDecoderModel(config)
   shapes = {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)}
-  boxed = jax.eval_shape(model.init, jax.random.key(0), shapes)
+  boxed = jax.eval_shape(lambda rng: model.init(rng, shapes), jax.random.key(0))
   shardings = partitioner.to_shardings(partitioner.param_specs(boxed))
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           nn.meta.unbox(boxed), shardings)

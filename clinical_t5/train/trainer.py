@@ -120,7 +120,7 @@ class Trainer:
                                             label_smoothing=self.cfg.label_smoothing)
     self.tx, self.schedule = optim.create_optimizer(self.job.optimizer)
     shapes = {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)}
-    boxed = jax.eval_shape(self.model.init, jax.random.key(0), shapes)
+    boxed = jax.eval_shape(lambda rng: self.model.init(rng, shapes), jax.random.key(0))
     self.abstract_params = nn.meta.unbox(boxed)
     self.param_specs = self.partitioner.param_specs(boxed)
     abstract_opt = jax.eval_shape(self.tx.init, self.abstract_params)

@@ -175,3 +175,38 @@ def write_shards(out_dir: str, notes: Sequence[str], num_shards: int = 2,
     for w in writers:
       w.close()
   return paths
+
+
+# Each DEID tag and the newline is placed in these contexts: alone, at the
+# start, after a space, at a line start, glued to punctuation and to words,
+# doubled, after a tab and after a space run.
+TAG_CONTEXTS = ("{t}", "{t} seen", "Dr. {t} saw", "x\n{t}\ny", "({t}).", "word{t}word", "{t}{t}",
+                "\t{t}", "a   {t}", "{t}\n", "a {t}", "[{t}]", "{t},{t};")
+
+ROUNDTRIP_STRINGS = (
+    "BP 120/80\nHR 88\tRR 16",
+    "Temp {38.5} ~ 39 C; O2 sat ~95%",
+    "Meds:\n\t1. Metformin 500 mg PO BID\n\t2. Lisinopril 10 mg daily",
+    "  indented line\n\n\nthree newlines before",
+    "trailing spaces   \nand tabs\t\t",
+    "Na    140   K   4.1   Cl   102",
+    "Pt c/o pain ~ 7/10, {severe} <5 mm> x2 @ 08:00 #3 $20 ^ | \\ ` =",
+    "café, naïve, Größe, señor, Ørsted, Žilina",
+    "dose 5 µg, temp 38 °C, ½ tab, ﬁbrosis, １２ mg, \u00a0non-breaking space",
+    "\u201cquoted\u201d \u2013 en dash \u2014 em dash \u2022 bullet \u2192 arrow \u2264 3",
+    "Chinese 患者 and emoji \U0001F600 and Greek αβγ",
+    "\r\nwindows line\r\nend",
+    "",
+    " ",
+    "\n",
+    "glued<extra>text and literal \u2581 block",
+)
+
+
+def roundtrip_fixture() -> list[str]:
+  """Return clinical strings plus every DEID tag and the newline in every `TAG_CONTEXTS` context."""
+  strings = list(ROUNDTRIP_STRINGS)
+  for tag in (*DEID_TAGS, "\n"):
+    strings += [context.format(t=tag) for context in TAG_CONTEXTS]
+  strings.append(" ".join(f"{tag} and" for tag in DEID_TAGS))
+  return strings

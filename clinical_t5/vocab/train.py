@@ -81,8 +81,6 @@ class VocabConfig:
   num_threads: int = 0  # 0: min(os.cpu_count(), 8)
 
   def __post_init__(self):
-    if self.vocab_size < 1:
-      raise UserError(f"--vocab-size {self.vocab_size} is invalid; use a positive number of pieces")
     if self.input_sentence_size < 0:
       raise UserError(f"--input-sentence-size {self.input_sentence_size} is invalid; use 0 (every "
                       "line) or a positive number of lines")
@@ -101,6 +99,11 @@ class VocabConfig:
       if symbol.startswith(SPACE_SYMBOL):
         raise UserError(f"user symbol {symbol!r} starts with U+2581; give it without, the "
                         "space-prefixed form is added automatically")
+
+    minimum = 3 + NUM_BYTE_PIECES + len(user_defined_symbols(self.extra_user_symbols)) + 1
+    if self.vocab_size < minimum:
+      raise UserError(f"--vocab-size {self.vocab_size} is too small; the special, byte and user-defined "
+                      f"pieces alone take {minimum - 1}, so use at least a few hundred more")
 
   @property
   def threads(self) -> int:
@@ -366,7 +369,7 @@ def trainer_options(config: VocabConfig) -> dict:
   }
 
 
-_VOCAB_SIZE_TOO_LARGE_RE = re.compile(r"Vocabulary size is too large.*?<= (\d+)")
+_VOCAB_SIZE_TOO_LARGE_RE = re.compile(r"Vocabulary size (?:is )?too (?:high|large).*?<= (\d+)")
 
 
 def run_trainer(sentences: Iterator[str], options: dict) -> tuple[bytes, str, int]:

@@ -1,0 +1,186 @@
+"""Benchmark: `clinical-t5 corpus build` beside a pandas port of the Clinical-T5 scripts.
+
+Generates a MIMIC-III-shaped data set with the synthetic generator (200k
+NOTEEVENTS rows by default, 2M with --full), then runs on the same files, each
+in its own process:
+
+  reference  a straight pandas port of the Clinical-T5 preprocessing scripts:
+             dedup_mimic_iii.py (fillna + groupby-apply), convert_deid_to_tag +
+             replace_deid_tags (pieces joined with spaces), remove_patient_ids
+             (CLIP, RadQA, n2c2) and the headerless text-only CSV write, each
+             loading the whole CSV into pandas as the scripts do;
+  ours       `clinical-t5 corpus build` with the same removal inputs.
+
+and prints wall time and peak RSS (os.wait4 of each child) with the ratios:
+
+  .venv/bin/python benchmarks/corpus_build.py              # 200k notes
+  .venv/bin/python benchmarks/corpus_build.py --full       # 2M notes
+  .venv/bin/python benchmarks/corpus_build.py --notes 50000 --workdir /tmp/bench
+
+The generated data stays in --workdir and is reused by later runs.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+# NOTE: the synthetic generator writes about 3,180 NOTEEVENTS rows at scale 1
+# (seed 0); the scale for N notes is N / 3180.
+ROWS_PER_SCALE = 3180
+
+
+def _port_convert_deid_to_tag(inner: str) -> str:
+  """convert_deid_to_tag as the Clinical-T5 code describes it (dict order, fallbacks)."""
+  from clinical_t5.corpus import deid  # pylint: disable=g-import-not-at-top
+  for key, tag in deid.DEID_TO_TAG.items():
+    if key in inner or key.lower() in inner:
+      return tag
+  text = inner.strip()
+  if len(text.split("-")) == 3:
+    return text
+  if text.isnumeric():
+    return "[Reg#]"
+  if text.replace("-", "").replace("/", "").isnumeric():
+    return text
+  months = ("january", "february", "march", "april", "may", "june", "july", "august",
+            "september", "october", "november", "december")
+  if any(m in text.lower() for m in months):
+    return text
+  if not text:
+    return ""
+  # NOTE: the original raises NotImplementedError here; the synthetic data
+  # plants unknown forms, so the port returns [MISC] to finish the run.
+  return "[MISC]"
+
+
+def _port_replace_deid_tags(text: str) -> str:
+  pieces, last = [], 0
+  for match in re.finditer(r"\[\*\*(.*?)\*\*\]", text):
+    pieces.append(text[last:match.start()])
+    pieces.append(_port_convert_deid_to_tag(match.group(1)))
+    last = match.end()
+  pieces.append(text[last:])
+  return " ".join(pieces)
+
+
+def run_reference(data: str, out: str) -> None:
+  """The pandas port: whole-table reads, groupby-apply, Series.apply, to_csv."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+
+  notes = pd.read_csv(os.path.join(data, "mimic-iii", "NOTEEVENTS.csv"))
+
+  # dedup_mimic_iii.py
+  notes = notes.fillna("NaN")
+
+  def dedup_group(group):
+    if (len(group) == 1 or (group["CHARTTIME"] == "NaN").any() or (group["CGID"] == "NaN").any()
+        or (group["STORETIME"] == "NaN").any()):
+      return group
+    times = pd.to_datetime(group["STORETIME"], format="%Y-%m-%d %H:%M:%S")
+    return group.loc[[times.idxmax()]]
+
+  # NOTE: pandas 3 hides grouping columns from apply(), so the port groups by
+  # renamed copies of the four key columns to keep them in the result.
+  keys = [notes[c].rename(f"key_{c}") for c in ("CHARTTIME", "SUBJECT_ID", "CATEGORY", "CGID")]
+  notes = notes.groupby(keys, group_keys=False).apply(dedup_group)
+
+  # replace_deid_tags.py
+  notes["TEXT"] = notes["TEXT"].apply(_port_replace_deid_tags)
+
+  # remove_patient_ids.py
+  row_to_subject = dict(zip(notes["ROW_ID"], notes["SUBJECT_ID"]))
+  remove = set(pd.read_csv(os.path.join(data, "n2c2_subject_ids.csv"))["subject_id"])
+  for path in glob.glob(os.path.join(data, "clip", "*_ids.csv")):
+    remove |= {row_to_subject.get(i) for i in pd.read_csv(path, header=None)[0]}
+  for path in glob.glob(os.path.join(data, "radqa", "*.json")):
+    with open(path) as f:
+      remove |= {row_to_subject.get(int(a["title"])) for a in json.load(f)["data"]}
+  notes = notes[~notes["SUBJECT_ID"].isin(remove)]
+
+  # convert_csv_to_pretraining_format.py
+  os.makedirs(out, exist_ok=True)
+  notes[["TEXT"]].to_csv(os.path.join(out, "pretraining.csv"), header=False, index=False)
+  print(json.dumps({"notes": len(notes)}))
+
+
+def run_ours(data: str, out: str) -> None:
+  from clinical_t5 import cli  # pylint: disable=g-import-not-at-top
+  code = cli.main(["corpus", "build", "--mimic3", os.path.join(data, "mimic-iii", "NOTEEVENTS.csv"),
+                   "--exclude-clip", os.path.join(data, "clip"),
+                   "--exclude-radqa", os.path.join(data, "radqa"),
+                   "--exclude-subjects", os.path.join(data, "n2c2_subject_ids.csv"),
+                   "--out", out, "--overwrite"])
+  with open(os.path.join(out, "stats.json")) as f:
+    stats = json.load(f)
+  print(json.dumps({"notes": stats["output"]["mimic3"]["notes"]}))
+  sys.exit(code)
+
+
+def measure(mode: str, data: str, out: str) -> dict:
+  """Run one side in a child process; return wall seconds, peak RSS and its output."""
+  start = time.perf_counter()
+  child = subprocess.Popen([sys.executable, __file__, "--child", mode, "--data", data,
+                            "--out", out], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+  output = child.stdout.read().decode()
+  _, status, usage = os.wait4(child.pid, 0)
+  wall = time.perf_counter() - start
+  child.returncode = os.waitstatus_to_exitcode(status)
+  if child.returncode != 0:
+    raise SystemExit(f"{mode} failed with exit status {child.returncode}")
+  result = json.loads(output.strip().splitlines()[-1])
+  # ru_maxrss is in KiB on Linux.
+  return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, **result}
+
+
+def generate(workdir: str, notes: int) -> str:
+  from clinical_t5.synth import generate as synth  # pylint: disable=g-import-not-at-top
+  data = os.path.join(workdir, f"synth_{notes}")
+  if not os.path.exists(os.path.join(data, "synth_report.json")):
+    start = time.perf_counter()
+    synth.write_dataset(data, seed=0, scale=notes / ROWS_PER_SCALE, overwrite=True)
+    print(f"generated {data} in {time.perf_counter() - start:.0f} s", flush=True)
+  return data
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--notes", type=int, default=200_000, help="NOTEEVENTS rows to generate")
+  parser.add_argument("--full", action="store_true", help="2,000,000 notes")
+  parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "corpus_bench"),
+                      help="directory for generated data and outputs (reused)")
+  parser.add_argument("--skip-reference", action="store_true",
+                      help="run only our builder (e.g. at 2M notes, where pandas needs >20 GB)")
+  parser.add_argument("--child", choices=("reference", "ours"), help=argparse.SUPPRESS)
+  parser.add_argument("--data", help=argparse.SUPPRESS)
+  parser.add_argument("--out", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.child:
+    (run_reference if args.child == "reference" else run_ours)(args.data, args.out)
+    return
+
+  notes = 2_000_000 if args.full else args.notes
+  data = generate(args.workdir, notes)
+  csv_mb = os.path.getsize(os.path.join(data, "mimic-iii", "NOTEEVENTS.csv")) / 1e6
+  print(f"input: {notes} notes requested, NOTEEVENTS.csv {csv_mb:.0f} MB", flush=True)
+  results = {"ours": measure("ours", data, os.path.join(args.workdir, "out_ours"))}
+  if not args.skip_reference:
+    results["reference"] = measure("reference", data, os.path.join(args.workdir, "out_ref"))
+  print(f"{'':10s} {'wall s':>8s} {'peak RSS MB':>12s} {'notes out':>10s}")
+  for name, r in results.items():
+    print(f"{name:10s} {r['wall_s']:8.1f} {r['peak_rss_mb']:12.0f} {r['notes']:10d}")
+  if "reference" in results:
+    ref, ours = results["reference"], results["ours"]
+    print(f"speed-up {ref['wall_s'] / ours['wall_s']:.1f}x (target >= 5x), memory "
+          f"{ours['peak_rss_mb'] / ref['peak_rss_mb']:.2f} of the reference (target <= 0.20)")
+  shutil.rmtree(os.path.join(args.workdir, "out_ref"), ignore_errors=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,273 @@
+"""Tests for clinical_t5.vocab.train and the seqio view of the trained vocabulary."""
+
+import hashlib
+import json
+import os
+import unicodedata
+
+import pytest
+import sentencepiece as spm
+
+from clinical_t5.corpus.deid import DEID_TAGS
+from clinical_t5.errors import UserError
+from clinical_t5.vocab import load_vocabulary, padded_vocab_size, testdata, train
+
+VOCAB_SIZE = 1000
+SPACE = "\u2581"
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+  out = tmp_path_factory.mktemp("corpus")
+  testdata.write_shards(str(out), testdata.clinical_notes(300, seed=0), num_shards=2)
+  (out / "manifest.json").write_text('{"shards": 2}\n')
+  return out
+
+
+@pytest.fixture(scope="module")
+def vocab_dir(corpus_dir, tmp_path_factory):
+  out = tmp_path_factory.mktemp("vocab") / "v"
+  train.train_vocabulary(str(corpus_dir), str(out), vocab_size=VOCAB_SIZE)
+  return out
+
+
+@pytest.fixture(scope="module")
+def vocabulary(vocab_dir):
+  return load_vocabulary(str(vocab_dir / "spiece.model"))
+
+
+def _pieces(vocabulary, text):
+  return [vocabulary.tokenizer.id_to_piece(i) for i in vocabulary.encode(text)]
+
+
+def test_outputs_written(vocab_dir):
+  assert sorted(os.listdir(vocab_dir)) == ["spiece.model", "spiece.vocab", "vocab_info.json"]
+  lines = (vocab_dir / "spiece.vocab").read_text(encoding="utf-8").splitlines()
+  assert len(lines) == VOCAB_SIZE
+  assert lines[0].startswith("<pad>\t")
+  assert "\\n\t0" in lines
+
+
+def test_vocab_info_counts(vocab_dir, corpus_dir):
+  info = json.loads((vocab_dir / "vocab_info.json").read_text())
+  counts = info["counts"]
+  assert counts["notes"] == 300
+  assert counts["lines_fed"] == counts["lines"] == counts["trainer_seen"] == counts["trainer_used"]
+  assert counts["trainer_skipped"] == 0
+  assert counts["max_line_bytes"] <= info["config"]["max_sentence_length"]
+  assert info["pieces"]["total"] == VOCAB_SIZE
+  assert info["pieces"]["byte"] == 256
+  assert info["pieces"]["user_defined"] == 2 * (len(DEID_TAGS) + 1)
+  expected = hashlib.sha256((corpus_dir / "manifest.json").read_bytes()).hexdigest()
+  assert info["corpus"]["manifest_sha256"] == expected
+  assert info["model_sha256"] == hashlib.sha256((vocab_dir / "spiece.model").read_bytes()).hexdigest()
+  assert info["trainer_options"]["normalization_rule_name"] == "nfkc"
+  assert info["trainer_options"]["remove_extra_whitespaces"] is False
+
+
+def test_t5_special_ids(vocab_dir):
+  processor = spm.SentencePieceProcessor(model_file=str(vocab_dir / "spiece.model"))
+  assert processor.pad_id() == 0
+  assert processor.eos_id() == 1
+  assert processor.unk_id() == 2
+  assert processor.bos_id() == -1
+  assert processor.id_to_piece(0) == "<pad>"
+  assert processor.id_to_piece(1) == "</s>"
+
+
+def test_seqio_sentinels_and_padding(vocabulary):
+  assert vocabulary.vocab_size == VOCAB_SIZE + 100
+  assert padded_vocab_size(vocabulary) == 1152
+  assert padded_vocab_size(32100) == 32128
+  assert padded_vocab_size(128) == 128
+  for k in range(100):
+    assert list(vocabulary.encode(f"<extra_id_{k}>")) == [VOCAB_SIZE + 99 - k]
+
+
+def test_round_trip_fixture(vocabulary):
+  for text in testdata.roundtrip_fixture():
+    # SentencePiece reserves U+2581 for the space, so a literal one decodes as a space.
+    expected = unicodedata.normalize("NFKC", text).replace(SPACE, " ")
+    assert vocabulary.decode(vocabulary.encode(text)) == expected, repr(text)
+
+
+def test_fixture_has_no_unknown_tokens(vocabulary):
+  for text in testdata.roundtrip_fixture():
+    assert 2 not in vocabulary.encode(text), repr(text)
+
+
+def test_byte_fallback_covers_unseen_characters(vocabulary):
+  pieces = _pieces(vocabulary, "{~}")
+  assert "<0x7B>" in pieces
+  assert "<0x7D>" in pieces
+
+
+def test_each_tag_is_one_piece_everywhere(vocabulary):
+  for tag in (*DEID_TAGS, "\n"):
+    for context in testdata.TAG_CONTEXTS:
+      text = context.format(t=tag)
+      pieces = _pieces(vocabulary, text)
+      with_tag = [p for p in pieces if tag in p]
+      assert len(with_tag) == text.count(tag), (text, pieces)
+      assert set(with_tag) <= {tag, SPACE + tag}, (text, pieces)
+      # A space right before the tag (or the start of text, where SentencePiece
+      # adds one) goes into the tag's piece, never into a stray `▁`.
+      after_space = text.count(" " + tag) + text.startswith(tag)
+      assert with_tag.count(SPACE + tag) == after_space, (text, pieces)
+
+
+def test_newline_tab_and_spaces_survive(vocabulary):
+  text = "BP 120/80\nHR 88\t\tRR  16"
+  assert vocabulary.decode(vocabulary.encode(text)) == text
+  assert "\n" in _pieces(vocabulary, text)
+
+
+def test_split_note_limits_bytes():
+  line = "é" * 3000 + " word " + "x" * 5000
+  parts = train.split_note("short\n\n  \n" + line, max_bytes=1000)
+  assert parts[0] == "short"
+  assert all(len(p.encode("utf-8")) <= 1000 for p in parts)
+  assert "".join(parts[1:]).replace(" ", "") == line.replace(" ", "")
+
+
+def test_split_note_cuts_at_spaces():
+  parts = train.split_note("aaaa bbbb cccc", max_bytes=9)
+  assert parts == ["aaaa bbbb", "cccc"]
+
+
+def test_long_single_line_notes_kept(tmp_path):
+  notes = testdata.clinical_notes(200, seed=1)
+  long_notes = [" ".join(testdata.clinical_notes(100, seed=i, max_lines=3)).replace("\n", " ")[:10_240]
+                for i in range(30)]
+  assert all(len(n.encode()) > 10_000 and "\n" not in n for n in long_notes)
+  testdata.write_shards(str(tmp_path / "c"), notes + long_notes, num_shards=3)
+  info = train.train_vocabulary(str(tmp_path / "c"), str(tmp_path / "v"), vocab_size=VOCAB_SIZE)
+  counts = info["counts"]
+  assert counts["notes"] == 230
+  assert counts["notes_without_text"] == 0
+  assert counts["lines_hard_split"] == 30
+  assert counts["trainer_seen"] == counts["lines_fed"] == counts["lines"]
+  assert counts["trainer_skipped"] == 0
+  assert counts["max_line_bytes"] <= train.DEFAULT_MAX_SENTENCE_LENGTH
+
+
+def test_skipped_line_is_detected():
+  lines = [s for n in testdata.clinical_notes(150, seed=2) for s in train.split_note(n, 4192)]
+  options = dict(train.trainer_options(train.VocabConfig(vocab_size=VOCAB_SIZE)),
+                 max_sentence_length=128)
+  lines.append("x" * 200)  # not split: SentencePiece drops it
+  _, log, fed = train.run_trainer(iter(lines), options)
+  counts = train.parse_trainer_log(log)
+  assert counts["skipped"] >= 1
+  with pytest.raises(train.VocabTrainingError):
+    train.check_no_lines_lost(fed, counts)
+
+
+def test_parse_log_requires_summary():
+  with pytest.raises(train.VocabTrainingError):
+    train.parse_trainer_log("no summary here")
+
+
+def test_same_seed_same_model(corpus_dir, tmp_path):
+  models = []
+  for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+    train.train_vocabulary(str(corpus_dir), str(tmp_path / name), vocab_size=VOCAB_SIZE,
+                           input_sentence_size=1500, seed=seed)
+    models.append((tmp_path / name / "spiece.model").read_bytes())
+  assert models[0] == models[1]
+  assert models[0] != models[2]
+
+
+def test_sample_is_bounded(corpus_dir, tmp_path):
+  info = train.train_vocabulary(str(corpus_dir), str(tmp_path / "v"), vocab_size=VOCAB_SIZE,
+                                input_sentence_size=1500)
+  assert info["counts"]["lines_fed"] == 1500
+  assert info["counts"]["trainer_seen"] == 1500
+  assert info["counts"]["lines"] > 1500
+
+
+def test_reservoir_sample():
+  assert train.reservoir_sample(iter("abc"), 5, seed=0) == ["a", "b", "c"]
+  sample = train.reservoir_sample(iter(range(1000)), 10, seed=0)
+  assert len(sample) == 10
+  assert len(set(sample)) == 10
+  assert sample == train.reservoir_sample(iter(range(1000)), 10, seed=0)
+
+
+def test_lowercase_folds_case(corpus_dir, tmp_path):
+  train.train_vocabulary(str(corpus_dir), str(tmp_path / "v"), vocab_size=VOCAB_SIZE,
+                         lowercase=True, input_sentence_size=1500)
+  vocabulary = load_vocabulary(str(tmp_path / "v"))
+  assert list(vocabulary.encode("PATIENT Given")) == list(vocabulary.encode("patient given"))
+  # User-defined symbols are matched before normalization, so the tags keep their case.
+  assert vocabulary.decode(vocabulary.encode("A\n[Name]")) == "a\n[Name]"
+
+
+def test_empty_corpus_dir_rejected(tmp_path):
+  (tmp_path / "c").mkdir()
+  with pytest.raises(UserError, match="no \\*.tfrecord\\* shards"):
+    train.train_vocabulary(str(tmp_path / "c"), str(tmp_path / "v"), vocab_size=VOCAB_SIZE)
+  assert not (tmp_path / "v").exists()
+
+
+def test_corpus_without_text_rejected(tmp_path):
+  testdata.write_shards(str(tmp_path / "c"), ["", "  \n\t", "\n"], num_shards=1)
+  with pytest.raises(UserError, match="no note with text"):
+    train.train_vocabulary(str(tmp_path / "c"), str(tmp_path / "v"), vocab_size=VOCAB_SIZE)
+  assert not (tmp_path / "v").exists()
+
+
+def test_too_large_vocab_rejected(corpus_dir, tmp_path):
+  with pytest.raises(UserError, match="too large for this corpus"):
+    train.train_vocabulary(str(corpus_dir), str(tmp_path / "v"), vocab_size=100_000)
+  assert not (tmp_path / "v").exists()
+  assert os.listdir(tmp_path) == []
+
+
+def test_too_small_vocab_rejected(corpus_dir, tmp_path):
+  with pytest.raises(UserError, match="too small"):
+    train.train_vocabulary(str(corpus_dir), str(tmp_path / "v"), vocab_size=200)
+  assert not (tmp_path / "v").exists()
+
+
+def test_sentinel_named_symbol_rejected(corpus_dir, tmp_path):
+  with pytest.raises(UserError, match="clashes with a T5 sentinel"):
+    train.train_vocabulary(str(corpus_dir), str(tmp_path / "v"), vocab_size=VOCAB_SIZE,
+                           extra_user_symbols=["<extra_id_5>"])
+  assert not (tmp_path / "v").exists()
+
+
+def test_extra_user_symbol_is_one_piece(corpus_dir, tmp_path):
+  train.train_vocabulary(str(corpus_dir), str(tmp_path / "v"), vocab_size=VOCAB_SIZE,
+                         input_sentence_size=1500, extra_user_symbols=["[PHONE]"])
+  vocabulary = load_vocabulary(str(tmp_path / "v"))
+  pieces = _pieces(vocabulary, "call [PHONE] now")
+  assert [p for p in pieces if "PHONE" in p] == [SPACE + "[PHONE]"]
+
+
+def test_corrupt_shard_rejected(tmp_path):
+  (tmp_path / "c").mkdir()
+  (tmp_path / "c" / "train.tfrecord-00000-of-00001").write_bytes(b"not a tfrecord file at all")
+  with pytest.raises(UserError, match="cannot read record"):
+    train.train_vocabulary(str(tmp_path / "c"), str(tmp_path / "v"), vocab_size=VOCAB_SIZE)
+  assert not (tmp_path / "v").exists()
+
+
+def test_existing_output_needs_overwrite(corpus_dir, vocab_dir):
+  with pytest.raises(UserError, match="not empty"):
+    train.train_vocabulary(str(corpus_dir), str(vocab_dir), vocab_size=VOCAB_SIZE)
+
+
+def test_load_vocabulary_rejects_sentinel_piece(vocab_dir, tmp_path):
+  from sentencepiece import sentencepiece_model_pb2  # pylint: disable=g-import-not-at-top
+
+  proto = sentencepiece_model_pb2.ModelProto.FromString((vocab_dir / "spiece.model").read_bytes())
+  proto.pieces[3].piece = "<extra_id_5>"
+  (tmp_path / "spiece.model").write_bytes(proto.SerializeToString())
+  with pytest.raises(UserError, match="clashes with the T5 sentinels"):
+    load_vocabulary(str(tmp_path / "spiece.model"))
+
+
+def test_load_vocabulary_missing_file(tmp_path):
+  with pytest.raises(UserError, match="not found"):
+    load_vocabulary(str(tmp_path / "nope.model"))
