@@ -5,7 +5,7 @@ Pretraining order (`mimic_span_corruption`), one note in, examples out:
   {"text": "Pt stable.\\nDischarged home."}
     -> seqio rekey + tokenize           {"targets": [412, 9, 3, 88, 27, 5]}
     -> CacheDatasetPlaceholder          (the steps below depend on lengths and seeds)
-    -> chunk_notes                      {"targets": [568 raw tokens]} per chunk
+    -> chunk_notes                      {"targets": [chunks, 568]} per block of notes
     -> corrupt_spans                    {"inputs": [512], "targets": [114]}
 
 Fine-tuning order (MedNLI, RadQA, CLIP):
@@ -25,9 +25,9 @@ import tensorflow as tf
 
 from clinical_t5_tasks import span_corruption
 
-# NOTE: 128 chunks per vectorised corruption call amortises the per-call cost
-# of tf.data; the outputs do not depend on it except through the seeds.
-CORRUPTION_BATCH_SIZE = 128
+# NOTE: 64 notes (about 200 chunks of 568 tokens for 2 kB notes) per block
+# amortise the per-element cost of tf.data over one vectorised corruption call.
+NOTES_PER_BLOCK = 64
 
 
 def chunk_notes(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
@@ -39,11 +39,14 @@ def chunk_notes(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
 
   The raw chunk length follows from the inputs length (512 -> 568 tokens).
   With note_boundary "eos" or "none" the notes form one stream (with or
-  without an EOS after each note) and every chunk has exactly the raw length;
-  the final partial chunk of the stream is dropped. With "split" each note is
-  cut on its own, and its last chunk may be shorter.
+  without an EOS after each note), every chunk has exactly the raw length,
+  and the final partial chunk of the stream is dropped. To keep per-element
+  costs low, this mode emits blocks of chunks {"targets": [chunks, raw]}.
+  With "split" each note is cut on its own, its last chunk may be shorter,
+  and each element is one chunk {"targets": [length]}. `corrupt_spans`
+  accepts both forms.
 
-  Input features: {"targets": int32 [note_length]}. Output: {"targets": [raw]}.
+  Input features: {"targets": int32 [note_length]}.
   """
   raw = span_corruption.raw_length_for(sequence_length["inputs"], noise_density,
                                        mean_noise_span_length).raw
@@ -56,18 +59,23 @@ def chunk_notes(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
       row_lengths = tf.boolean_mask(row_lengths, row_lengths > 0)
       return tf.data.Dataset.from_tensor_slices(tf.RaggedTensor.from_row_lengths(note, row_lengths))
     chunks = tokens.flat_map(split_note)
-  else:
-    separator = ([output_features["targets"].vocabulary.eos_id] if note_boundary == "eos" else [])
+    return chunks.map(lambda chunk: {"targets": chunk}, num_parallel_calls=tf.data.AUTOTUNE)
 
-    def append_to_stream(carry: tf.Tensor, note: tf.Tensor):
-      stream = tf.concat([carry, note, tf.constant(separator, tf.int32)], axis=0)
-      full = tf.size(stream) // raw
-      chunked = tf.reshape(stream[:full * raw], [full, raw])   # [full, raw]
-      return stream[full * raw:], chunked
+  eos = output_features["targets"].vocabulary.eos_id
 
-    chunks = tokens.scan(tf.zeros([0], tf.int32), append_to_stream).unbatch()
+  def join_notes(notes: tf.RaggedTensor) -> tf.Tensor:
+    if note_boundary == "eos":
+      notes = tf.concat([notes, tf.fill([notes.nrows(), 1], tf.constant(eos, tf.int32))], axis=1)
+    return notes.flat_values                                             # [stream]
 
-  return chunks.map(lambda chunk: {"targets": chunk}, num_parallel_calls=tf.data.AUTOTUNE)
+  def append_to_stream(carry: tf.Tensor, stream: tf.Tensor):
+    stream = tf.concat([carry, stream], axis=0)
+    full = tf.size(stream) // raw
+    block = tf.reshape(stream[:full * raw], [full, raw])                 # [full, raw]
+    return stream[full * raw:], {"targets": block}
+
+  streams = tokens.ragged_batch(NOTES_PER_BLOCK).map(join_notes)
+  return streams.scan(tf.zeros([0], tf.int32), append_to_stream)
 
 
 def corrupt_spans(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
@@ -75,10 +83,10 @@ def corrupt_spans(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
                   noise_density: float = span_corruption.NOISE_DENSITY,
                   mean_noise_span_length: float = span_corruption.MEAN_NOISE_SPAN_LENGTH,
                   t5_mask_layout: bool = False) -> tf.data.Dataset:
-  """Apply T5 span corruption to raw chunks {"targets": [T]} -> {"inputs", "targets"}.
+  """Apply T5 span corruption to raw chunks -> {"inputs", "targets"}, EOS appended.
 
-  Chunks of a static length are corrupted in vectorised batches; chunks of
-  varying length (note_boundary "split") one at a time. Both append EOS.
+  Takes blocks of equal-length chunks {"targets": [chunks, T]}, corrupted in
+  one vectorised call each, or single chunks {"targets": [T]} of any length.
 
   Raises:
     UserError: the lengths do not fit (see `span_corruption.validate_lengths`).
@@ -87,20 +95,25 @@ def corrupt_spans(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
   span_corruption.validate_lengths(
       sequence_length["inputs"], sequence_length["targets"], num_extra_ids=vocabulary.extra_ids,
       noise_density=noise_density, mean_noise_span_length=mean_noise_span_length)
-  options = dict(vocab_size=vocabulary.vocab_size, eos_id=vocabulary.eos_id,
-                 noise_density=noise_density, mean_noise_span_length=mean_noise_span_length,
-                 t5_mask_layout=t5_mask_layout)
-  static_length = dataset.element_spec["targets"].shape[0]
+  corruption = dict(vocab_size=vocabulary.vocab_size, eos_id=vocabulary.eos_id,
+                    noise_density=noise_density, mean_noise_span_length=mean_noise_span_length,
+                    t5_mask_layout=t5_mask_layout)
 
-  if static_length is not None:
-    def corrupt_batch(batch, seed):
-      inputs, targets = span_corruption.corrupt_batch_tf(batch["targets"], seed, **options)
+  # NOTE: one intra-op thread per tf.data op avoids thread-pool hand-offs that
+  # cost more than the small tensor ops here (about 1.3x fewer CPU-seconds per
+  # example on 2 cores, measured with benchmarks/pipeline.py).
+  options = tf.data.Options()
+  options.threading.max_intra_op_parallelism = 1
+  dataset = dataset.with_options(options)
+
+  if dataset.element_spec["targets"].shape.rank == 2:
+    def corrupt_block(block, seed):
+      inputs, targets = span_corruption.corrupt_batch_tf(block["targets"], seed, **corruption)
       return {"inputs": inputs, "targets": targets}
-    batched = dataset.batch(CORRUPTION_BATCH_SIZE)
-    return seqio.map_over_dataset(corrupt_batch, num_seeds=1)(batched).unbatch()
+    return seqio.map_over_dataset(corrupt_block, num_seeds=1)(dataset).unbatch()
 
   def corrupt_one(example, seed):
-    inputs, targets = span_corruption.corrupt_one_tf(example["targets"], seed, **options)
+    inputs, targets = span_corruption.corrupt_one_tf(example["targets"], seed, **corruption)
     return {"inputs": inputs, "targets": targets}
   return seqio.map_over_dataset(corrupt_one, num_seeds=1)(dataset)
 

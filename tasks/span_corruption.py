@@ -122,8 +122,8 @@ def validate_lengths(inputs_length: int, targets_length: int, *,
 # -----------------------------------------------------------------------------
 # TensorFlow implementation.
 #
-# Spans are drawn as positions, never by sorting a permutation of the chunk.
-# Noise span j covers raw positions [starts_j, ends_j), where
+# Spans are drawn as positions. Noise span j covers raw positions
+# [starts_j, ends_j), where
 #   starts_j = gap_j + offset_j   and   ends_j = gap_j + offset_{j+1}.
 # offset_j is where span j begins among the noise tokens (0, then k - 1 sorted
 # distinct cuts in [1, noise - 1], then noise). gap_j is the number of
@@ -131,100 +131,84 @@ def validate_lengths(inputs_length: int, targets_length: int, *,
 # or for the T5 layout k - 1 values in [1, nonnoise - 1] followed by nonnoise.
 
 
-def _sorted_sample_tf(row_seeds: tf.Tensor, low, high, size) -> tf.Tensor:
+def _sorted_sample_tf(seed: tf.Tensor, batch, low, high, size) -> tf.Tensor:
   """Draw `size` distinct integers in [low, high) per row, sorted: [batch, size] int32.
 
-  A seeded index shuffle (`RandomIndexShuffle`) sends 0..size-1 through a
-  pseudorandom permutation of the range, so a draw costs O(size), not
-  O(high - low). `row_seeds` is [batch, 3].
+  The values are the positions of the `size` largest of high - low uniform
+  keys, so every subset is equally likely.
   """
-  # NOTE: the raw op is called because tf.random.experimental.index_shuffle
-  # (TF 2.21) pads a batched [n, 2] seed along the wrong axis, and because the
-  # op rejects empty inputs: at least one index is drawn and sliced off.
-  batch = tf.shape(row_seeds)[0]
-  draws = tf.maximum(size, 1)
-  index = tf.tile(tf.range(draws, dtype=tf.int64)[tf.newaxis, :], [batch, 1])  # [batch, draws]
-  seeds = tf.repeat(row_seeds, draws, axis=0)                                  # [batch * draws, 3]
-  max_index = tf.cast(tf.maximum(high - low - 1, 0), tf.int64)
-  picks = tf.raw_ops.RandomIndexShuffle(index=tf.reshape(index, [-1]), seed=seeds,
-                                        max_index=max_index, rounds=4)
-  picks = tf.reshape(tf.cast(picks, tf.int32), [batch, draws])[:, :size] + low
-  return tf.sort(picks, axis=1)                                                # [batch, size]
+  keys = tf.random.stateless_uniform(tf.stack([batch, tf.maximum(high - low, 0)]), seed)
+  picks = tf.math.top_k(keys, size, sorted=False).indices                 # [batch, size]
+  return tf.sort(picks, axis=1) + low
 
 
 def noise_spans_tf(batch, length, noise, spans, seed: tf.Tensor,
-                   t5_mask_layout: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-  """Draw `spans` spans covering `noise` of `length` tokens: (starts, ends), each [batch, spans]."""
-  row_seeds = tf.random.stateless_uniform([batch, 2, 3], seed, minval=None, maxval=None,
-                                          dtype=tf.int32)                    # [batch, 2, 3]
+                   t5_mask_layout: bool = False) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """Draw `spans` spans covering `noise` of `length` tokens.
+
+  Returns (starts, ends, offsets): raw positions [batch, spans] and each
+  span's first index among the noise tokens [batch, spans].
+  """
+  seeds = tf.random.experimental.stateless_split(seed, 2)
   zeros = tf.zeros([batch, 1], tf.int32)
-  cuts = _sorted_sample_tf(row_seeds[:, 0], 1, noise, tf.maximum(spans - 1, 0))
+  cuts = _sorted_sample_tf(seeds[0], batch, 1, noise, tf.maximum(spans - 1, 0))
   offsets = tf.concat([zeros, cuts, zeros + noise], axis=1)[:, -(spans + 1):]  # [batch, spans + 1]
   nonnoise = length - noise
   if t5_mask_layout:
-    gaps = _sorted_sample_tf(row_seeds[:, 1], 1, nonnoise, tf.maximum(spans - 1, 0))
-    gaps = tf.concat([gaps, zeros + nonnoise], axis=1)[:, :spans]            # [batch, spans]
+    gaps = _sorted_sample_tf(seeds[1], batch, 1, nonnoise, tf.maximum(spans - 1, 0))
+    gaps = tf.concat([gaps, zeros + nonnoise], axis=1)[:, :spans]          # [batch, spans]
   else:
-    gaps = _sorted_sample_tf(row_seeds[:, 1], 0, nonnoise + 1, spans)        # [batch, spans]
-  return gaps + offsets[:, :-1], gaps + offsets[:, 1:]
+    gaps = _sorted_sample_tf(seeds[1], batch, 0, nonnoise + 1, spans)      # [batch, spans]
+  return gaps + offsets[:, :-1], gaps + offsets[:, 1:], offsets[:, :-1]
 
 
-def _scatter_rows(columns: tf.Tensor, values: tf.Tensor, width) -> tf.Tensor:
-  """Sum `values` [batch, n] into a [batch, width] zero tensor at `columns` [batch, n]."""
+def _indicator(columns: tf.Tensor, width) -> tf.Tensor:
+  """Count per row how often each of `width` columns occurs in `columns` [batch, n]."""
   batch = tf.shape(columns)[0]
-  flat = tf.reshape(tf.range(batch)[:, tf.newaxis] * width + columns, [-1, 1])
-  summed = tf.scatter_nd(flat, tf.reshape(values, [-1]), tf.reshape(batch * width, [1]))
-  return tf.reshape(summed, [batch, width])
+  flat = tf.reshape(tf.range(batch)[:, tf.newaxis] * width + columns, [-1])
+  counts = tf.math.bincount(flat, minlength=batch * width, maxlength=batch * width,
+                            dtype=tf.int32)
+  return tf.reshape(counts, [batch, width])                               # [batch, width]
 
 
 def noise_mask_tf(starts: tf.Tensor, ends: tf.Tensor, length) -> tf.Tensor:
   """Turn spans (starts, ends) [batch, k] into a noise mask [batch, length] (bool)."""
-  edges = _scatter_rows(tf.concat([starts, ends], axis=1),
-                        tf.concat([tf.ones_like(starts), -tf.ones_like(ends)], axis=1),
-                        length + 1)                                          # [batch, length + 1]
+  edges = _indicator(starts, length + 1) - _indicator(ends, length + 1)    # [batch, length + 1]
   return tf.cumsum(edges, axis=1)[:, :length] > 0
 
 
 def apply_noise_spans_tf(tokens: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
-                         vocab_size: int, eos_id: int) -> tuple[tf.Tensor, tf.Tensor]:
+                         offsets: tf.Tensor, vocab_size: int,
+                         eos_id: int) -> tuple[tf.Tensor, tf.Tensor]:
   """Build (inputs, targets), EOS appended, from tokens [batch, T] and spans [batch, k].
 
   Every row must have the same number of noise tokens and of spans, so that
-  the outputs are dense [batch, L_in] and [batch, L_tgt]. Each token and
-  sentinel is written straight to its output slot:
-    inputs:  non-noise token p -> p - noise_before(p) + spans started up to p;
-             sentinel j        -> non-noise tokens before span j + j
-    targets: noise token p     -> noise_before(p) + spans started up to p;
-             sentinel j        -> noise tokens before span j + j
+  the outputs are dense [batch, L_in] and [batch, L_tgt]. The inputs keep the
+  non-noise tokens and put sentinel j where span j starts. The targets are
+  the noise tokens with sentinel j in front of span j: noise token i goes to
+  slot i + (spans begun up to i), sentinel j to slot offset_j + j.
   """
   batch, length = tf.shape(tokens)[0], tf.shape(tokens)[1]
   spans = tf.shape(starts)[1]
-  mask = noise_mask_tf(starts, ends, length)                                 # [batch, T]
-  noise_before = tf.cumsum(tf.cast(mask, tf.int32), axis=1, exclusive=True)  # [batch, T]
-  is_start = _scatter_rows(starts, tf.ones_like(starts), length + 1)[:, :length]
-  started = tf.cumsum(is_start, axis=1)                                      # [batch, T]
-  span_numbers = tf.range(spans)[tf.newaxis, :]                              # [1, k]
-  noise_before_span = tf.gather(noise_before, starts, batch_dims=1)          # [batch, k]
-  sentinels = tf.cast(tf.tile(vocab_size - 1 - span_numbers, [batch, 1]), tokens.dtype)
-  noise = tf.reduce_sum(tf.cast(mask[:1], tf.int32))
+  mask = noise_mask_tf(starts, ends, length)                              # [batch, T]
+  is_start = _indicator(starts, length) > 0                               # [batch, T]
+  sentinels = tf.cast(vocab_size - tf.cumsum(tf.cast(is_start, tf.int32), axis=1), tokens.dtype)
   eos = tf.fill([batch, 1], tf.constant(eos_id, tokens.dtype))
 
-  def write(width, token_slots, sentinel_slots):
-    # Slot `width` collects the tokens this output leaves out; it is cut off.
-    out = _scatter_rows(tf.concat([token_slots, sentinel_slots], axis=1),
-                        tf.concat([tokens, sentinels], axis=1), width + 1)
-    return tf.concat([out[:, :width], eos], axis=1)
+  keep = tf.logical_or(tf.logical_not(mask), is_start)
+  inputs = tf.reshape(tf.boolean_mask(tf.where(is_start, sentinels, tokens), keep), [batch, -1])
 
-  positions = tf.range(length)[tf.newaxis, :]
-  inputs_width = length - noise + spans
-  inputs = write(inputs_width,
-                 tf.where(mask, inputs_width, positions - noise_before + started),
-                 starts - noise_before_span + span_numbers)
-  targets_width = noise + spans
-  targets = write(targets_width,
-                  tf.where(mask, noise_before + started, targets_width),
-                  noise_before_span + span_numbers)
-  return inputs, targets
+  noise_tokens = tf.reshape(tf.boolean_mask(tokens, mask), [batch, -1])   # [batch, noise]
+  noise = tf.shape(noise_tokens)[1]
+  begun = tf.cumsum(_indicator(offsets, noise), axis=1)                   # [batch, noise]
+  span_numbers = tf.range(spans)[tf.newaxis, :]
+  slots = tf.concat([tf.range(noise)[tf.newaxis, :] + begun, offsets + span_numbers], axis=1)
+  values = tf.concat([noise_tokens,
+                      tf.cast(tf.tile(vocab_size - 1 - span_numbers, [batch, 1]), tokens.dtype)],
+                     axis=1)                                              # [batch, noise + k]
+  order = tf.argsort(slots, axis=1, stable=True)
+  targets = tf.gather(values, order, batch_dims=1)                        # [batch, noise + k]
+  return tf.concat([inputs, eos], axis=1), tf.concat([targets, eos], axis=1)
 
 
 def corrupt_batch_tf(tokens: tf.Tensor, seed: tf.Tensor, *, vocab_size: int, eos_id: int,
@@ -236,9 +220,9 @@ def corrupt_batch_tf(tokens: tf.Tensor, seed: tf.Tensor, *, vocab_size: int, eos
   if length is None:
     raise ValueError("corrupt_batch_tf needs a static chunk length; use corrupt_one_tf")
   sizes = span_lengths(length, noise_density, mean_noise_span_length)
-  starts, ends = noise_spans_tf(tf.shape(tokens)[0], length, sizes.noise, sizes.spans, seed,
-                                t5_mask_layout)
-  inputs, targets = apply_noise_spans_tf(tokens, starts, ends, vocab_size, eos_id)
+  starts, ends, offsets = noise_spans_tf(tf.shape(tokens)[0], length, sizes.noise, sizes.spans,
+                                         seed, t5_mask_layout)
+  inputs, targets = apply_noise_spans_tf(tokens, starts, ends, offsets, vocab_size, eos_id)
   return (tf.ensure_shape(inputs, [None, sizes.inputs]),      # [batch, L_in]
           tf.ensure_shape(targets, [None, sizes.targets]))    # [batch, L_tgt]
 
@@ -253,8 +237,9 @@ def corrupt_one_tf(tokens: tf.Tensor, seed: tf.Tensor, *, vocab_size: int, eos_i
   noise = tf.maximum(0, tf.minimum(tf.maximum(rounded, 1), length - 1))
   spans = tf.cast(tf.round(tf.cast(noise, tf.float64) / mean_noise_span_length), tf.int32)
   spans = tf.maximum(0, tf.minimum(tf.maximum(spans, 1), tf.minimum(noise, length - noise)))
-  starts, ends = noise_spans_tf(1, length, noise, spans, seed, t5_mask_layout)
-  inputs, targets = apply_noise_spans_tf(tokens[tf.newaxis, :], starts, ends, vocab_size, eos_id)
+  starts, ends, offsets = noise_spans_tf(1, length, noise, spans, seed, t5_mask_layout)
+  inputs, targets = apply_noise_spans_tf(tokens[tf.newaxis, :], starts, ends, offsets,
+                                         vocab_size, eos_id)
   return inputs[0], targets[0]
 
 

@@ -107,7 +107,16 @@ def test_unterminated_quote(tmp_path, capsys):
   path = lib.write_noteevents(tmp_path / "N.csv", [lib.mimic3_row(ROW_ID=1)])
   with open(path, "a") as f:
     f.write(f'2,10,100,2150-01-01,,,Nursing,Report,,,"{lib.PHI_MARKER} never closed\n')
-  assert_rejected(tmp_path, capsys, ["--mimic3", path], "N.csv")
+  assert_rejected(tmp_path, capsys, ["--mimic3", path], "N.csv",
+                  "quoted field near line 3 is never closed")
+
+
+def test_extra_column_names_line(tmp_path, capsys):
+  path = lib.write_noteevents(tmp_path / "N.csv", [lib.mimic3_row(ROW_ID=1)])
+  with open(path, "a") as f:
+    f.write(f"2,10,100,2150-01-01,,,Nursing,Report,,,{lib.PHI_MARKER},extra\n")
+  assert_rejected(tmp_path, capsys, ["--mimic3", path], "row near line 3 has another number "
+                  "of columns")
 
 
 def test_non_integer_subject_names_row(tmp_path, capsys):

@@ -67,3 +67,10 @@ def test_tensorflow_reads_shards(tmp_path):
     example = tf.io.parse_single_example(record, spec)
     got[int(example["subject_id"])] = example["text"].numpy()
   assert got == {i - 3: text for i, text in enumerate(texts)}
+
+
+def test_encode_note_matches_encode_example():
+  for text in (b"", b"x" * 200, "é".encode() * 40000):
+    assert writer.encode_note(text, b"12", 10000001, b"mimic3", b"Nursing") == (
+        writer.encode_example({"text": text, "note_id": b"12", "subject_id": 10000001,
+                               "source": b"mimic3", "category": b"Nursing"}))

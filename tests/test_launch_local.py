@@ -11,8 +11,9 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from clinical_t5 import cli
-from clinical_t5.launch import local as local_lib
 from clinical_t5.launch import worker
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -58,6 +59,9 @@ def test_local_psum_two_processes(tmp_path, capsys):
                    "--script", str(script), "--", "--flag='quoted value'", "two words"])
   assert code == 0, capsys.readouterr().err
   results = [_result_lines(tmp_path / "logs" / f"process-{i}.log") for i in range(2)]
+  for process_id in range(2):
+    log = (tmp_path / "logs" / f"process-{process_id}.log").read_text()
+    assert f"initializing jax.distributed: process {process_id} of 2" in log
   assert [r[0]["process"] for r in results] == [0, 1]
   for (result,) in results:
     assert result["processes"] == 2
@@ -98,3 +102,40 @@ def test_worker_single_process_runs_module(tmp_path):
                           text=True, check=False)
   assert result.returncode == 0, result.stderr
   assert "hello ['a', 'b c']" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_data_env(tmp_path_factory):
+  """Tiny corpus + vocabulary (shared with the trainer tests) and a compile cache."""
+  import train_testlib  # pylint: disable=g-import-not-at-top
+  base = tmp_path_factory.getbasetemp()
+  data_env = train_testlib.build_tiny_data(base / "train_tiny_data")
+  return train_testlib.subprocess_env(data_env, base / "launch_jax_cache", devices=2)
+
+
+@pytest.mark.slow
+def test_local_two_process_training(tmp_path, tiny_data_env):
+  # A real pretraining job: 2 processes x 2 CPU devices, 2 steps, one checkpoint.
+  model_dir = tmp_path / "model"
+  log_dir = tmp_path / "logs"
+  argv = [sys.executable, "-m", "clinical_t5.cli", "launch", "local", "--num-processes", "2",
+          "--cpu-devices-per-process", "2", "--log-dir", str(log_dir), "--timeout-s", "900", "--",
+          "--gin_file=gin/experiments/test/tiny_pretrain.gin", f"--gin.MODEL_DIR='{model_dir}'",
+          "--gin.VOCAB_SIZE=1152", "--gin.TRAIN_STEPS=2", "--gin.CHECKPOINT_PERIOD=2",
+          "--gin.EVAL_PERIOD=None", "--gin.EVAL_STEPS=1", "--gin.LOG_PERIOD=1"]
+  result = subprocess.run(argv, env=tiny_data_env, cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=960, check=False)
+  logs = [(log_dir / f"process-{i}.log").read_text() for i in range(2)]
+  assert result.returncode == 0, result.stderr + "\n".join(log[-3000:] for log in logs)
+
+  for process_id, log in enumerate(logs):
+    assert f"initializing jax.distributed: process {process_id} of 2" in log
+  finals = [json.loads([line for line in log.splitlines() if line.startswith("{")][-1])
+            for log in logs]
+  assert finals[0]["status"] == "completed"
+  assert finals[0]["step"] == 2
+  assert finals[0] == finals[1]          # both processes computed the same global step
+
+  metrics = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+  assert [m["step"] for m in metrics if "loss" in m and "split" not in m] == [1, 2]
+  assert (model_dir / "checkpoint_2").is_dir()

@@ -4,28 +4,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import linen as nn
 
-from clinical_t5.model import config, network
+from clinical_t5.model import config, network, testing
 
 CFG = config.T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_heads=4,
                       num_encoder_layers=2, num_decoder_layers=2,
                       feed_forward_proj="gated-gelu", tie_word_embeddings=False)
 
 
-@pytest.fixture(scope="module", params=["gated-gelu", "relu"])
-def setup(request):
-  cfg = CFG.replace(feed_forward_proj=request.param, tie_word_embeddings=request.param == "relu")
+def _build(cfg):
   module = network.Transformer(cfg)
-  tokens = jnp.ones((1, 8), jnp.int32)
-  params = nn.meta.unbox(module.init(jax.random.key(0), tokens, tokens, tokens,
-                                     enable_dropout=False)["params"])
+  params = testing.random_params(cfg, seed=0)
 
   @jax.jit
   def forward(params, enc, dec_in, dec_tgt, enc_seg=None, dec_seg=None):
     return module.apply({"params": params}, enc, dec_in, dec_tgt, enc_seg, dec_seg,
                         enable_dropout=False)
   return cfg, module, params, forward
+
+
+@pytest.fixture(scope="module")
+def setup():
+  return _build(CFG)
+
+
+@pytest.fixture(scope="module", params=["gated-gelu", "relu"])
+def both_variants(request):
+  return _build(CFG.replace(feed_forward_proj=request.param,
+                            tie_word_embeddings=request.param == "relu"))
 
 
 def _example(rng, input_len=10, target_len=6, real_in=7, real_tgt=4):
@@ -37,8 +43,8 @@ def _example(rng, input_len=10, target_len=6, real_in=7, real_tgt=4):
   return enc, dec, tgt
 
 
-def test_future_targets_do_not_change_earlier_logits(setup):
-  _, _, params, forward = setup
+def test_future_targets_do_not_change_earlier_logits(both_variants):
+  _, _, params, forward = both_variants
   rng = np.random.RandomState(0)
   enc, dec, tgt = _example(rng, target_len=8, real_tgt=8)
   base = np.asarray(forward(params, enc, dec, tgt))
@@ -60,8 +66,8 @@ def test_extra_padding_does_not_change_logits(setup):
   np.testing.assert_allclose(padded[:, :4], base[:, :4], atol=1e-5)
 
 
-def test_padded_input_tokens_ignored_with_segments(setup):
-  _, _, params, forward = setup
+def test_padded_input_tokens_ignored_with_segments(both_variants):
+  _, _, params, forward = both_variants
   rng = np.random.RandomState(2)
   enc, dec, tgt = _example(rng)
   enc_seg, dec_seg = (enc > 0).astype(np.int32), (tgt > 0).astype(np.int32)
@@ -95,13 +101,14 @@ def test_dropout_needs_rng_and_changes_outputs(setup):
   cfg, _, params, _ = setup
   module = network.Transformer(cfg.replace(dropout_rate=0.3))
   enc, dec, tgt = _example(np.random.RandomState(4))
-  apply = jax.jit(lambda rng, drop: module.apply({"params": params}, enc, dec, tgt, enable_dropout=drop,
-                                                 rngs={"dropout": rng}), static_argnums=1)
-  clean = np.asarray(apply(jax.random.key(0), False))
-  np.testing.assert_array_equal(clean, np.asarray(apply(jax.random.key(1), False)))
-  noisy = np.asarray(apply(jax.random.key(0), True))
+  # Params and inputs are arguments, not closure constants, so XLA does not fold them.
+  apply = jax.jit(lambda p, rng, drop, *inputs: module.apply(
+      {"params": p}, *inputs, enable_dropout=drop, rngs={"dropout": rng}), static_argnums=2)
+  clean = np.asarray(apply(params, jax.random.key(0), False, enc, dec, tgt))
+  np.testing.assert_array_equal(clean, np.asarray(apply(params, jax.random.key(1), False, enc, dec, tgt)))
+  noisy = np.asarray(apply(params, jax.random.key(0), True, enc, dec, tgt))
   assert not np.allclose(noisy, clean)
-  assert not np.allclose(noisy, np.asarray(apply(jax.random.key(1), True)))
+  assert not np.allclose(noisy, np.asarray(apply(params, jax.random.key(1), True, enc, dec, tgt)))
 
 
 def test_bf16_compute_stays_finite_with_large_activations(setup):
@@ -111,7 +118,8 @@ def test_bf16_compute_stays_finite_with_large_activations(setup):
       lambda path, x: x * 300.0 if "wo" in jax.tree_util.keystr(path) else x, params)
   module = network.Transformer(cfg.replace(dtype="bfloat16"))
   enc, dec, tgt = _example(np.random.RandomState(5))
-  logits = jax.jit(lambda p: module.apply({"params": p}, enc, dec, tgt, enable_dropout=False))(big)
+  logits = jax.jit(lambda p, *inputs: module.apply({"params": p}, *inputs, enable_dropout=False))(
+      big, enc, dec, tgt)
   assert logits.dtype == jnp.float32
   assert np.all(np.isfinite(np.asarray(logits)))
 
@@ -120,6 +128,7 @@ def test_bf16_close_to_fp32(setup):
   cfg, _, params, forward = setup
   enc, dec, tgt = _example(np.random.RandomState(6))
   module = network.Transformer(cfg.replace(dtype="bfloat16"))
-  low = jax.jit(lambda p: module.apply({"params": p}, enc, dec, tgt, enable_dropout=False))(params)
+  low = jax.jit(lambda p, *inputs: module.apply({"params": p}, *inputs, enable_dropout=False))(
+      params, enc, dec, tgt)
   high = forward(params, enc, dec, tgt)
   np.testing.assert_allclose(np.asarray(low), np.asarray(high), atol=0.15 * float(jnp.abs(high).max()))

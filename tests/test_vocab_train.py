@@ -65,6 +65,31 @@ def test_vocab_info_counts(vocab_dir, corpus_dir):
   assert info["trainer_options"]["remove_extra_whitespaces"] is False
 
 
+def test_anchor_and_unused_pieces(vocab_dir, vocabulary):
+  processor = spm.SentencePieceProcessor(model_file=str(vocab_dir / "spiece.model"))
+  assert processor.id_to_piece(VOCAB_SIZE - 1) == train.USER_SYMBOL_ANCHOR
+  assert processor.get_score(VOCAB_SIZE - 1) == 0.0
+  unused = [i for i in range(VOCAB_SIZE) if processor.is_unused(i)]
+  assert unused, "the notes have rule lines, so some periodic pieces must be unused"
+  roots = {}
+  for i in range(VOCAB_SIZE):
+    piece = processor.id_to_piece(i)
+    if not processor.is_unused(i) and i not in range(3, 35) and len(piece) > 0:
+      root = train.primitive_root(piece)
+      assert root not in roots or processor.is_byte(i), (piece, roots.get(root))
+      roots[root] = piece
+  emitted = {i for text in testdata.roundtrip_fixture() for i in vocabulary.encode(text)}
+  assert VOCAB_SIZE - 1 not in emitted
+  assert not emitted & set(unused)
+
+
+def test_primitive_root():
+  assert train.primitive_root("____") == "_"
+  assert train.primitive_root("abab") == "ab"
+  assert train.primitive_root("aba") == "aba"
+  assert train.primitive_root("\u2581the") == "\u2581the"
+
+
 def test_t5_special_ids(vocab_dir):
   processor = spm.SentencePieceProcessor(model_file=str(vocab_dir / "spiece.model"))
   assert processor.pad_id() == 0
@@ -271,3 +296,12 @@ def test_load_vocabulary_rejects_sentinel_piece(vocab_dir, tmp_path):
 def test_load_vocabulary_missing_file(tmp_path):
   with pytest.raises(UserError, match="not found"):
     load_vocabulary(str(tmp_path / "nope.model"))
+
+
+def test_encode_tf_matches_python(vocabulary):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  texts = testdata.roundtrip_fixture() + ["The patient <extra_id_0> was given <extra_id_99>."]
+  dataset = tf.data.Dataset.from_tensor_slices(texts).batch(16).map(vocabulary.encode_tf)
+  tf_ids = [ids.tolist() for batch in dataset.as_numpy_iterator() for ids in batch]
+  assert tf_ids == [list(vocabulary.encode(t)) for t in texts]

@@ -108,3 +108,8 @@ def enable_compilation_cache() -> pathlib.Path:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
   return path
+
+
+def flatten(tree) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  return {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(tree)}

@@ -214,7 +214,7 @@ def _scan_other(con, config: BuildConfig, source: str, stats: dict) -> readers.N
 
 
 def _splitmix64(values: np.ndarray, seed: int) -> np.ndarray:
-  """A fixed 64-bit mix of integers, stable across platforms and library versions."""
+  """Hash integers with SplitMix64, which gives the same values on every platform."""
   with np.errstate(over="ignore"):
     z = values.astype(np.uint64) + np.uint64((0x9E3779B97F4A7C15 * (seed + 1)) % (1 << 64))
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -225,9 +225,9 @@ def _splitmix64(values: np.ndarray, seed: int) -> np.ndarray:
 def choose_validation_subjects(subjects: np.ndarray, fraction: float, seed: int) -> np.ndarray:
   """Return the sorted validation subjects: round(fraction * n) of them, at least 1.
 
-  A subject goes to validation by the rank of a hash of its id, so the split is
-  stable when other subjects are added or removed. With fraction 0, or fewer
-  than 2 subjects, validation is empty.
+  The subjects with the smallest hash of (id, seed) go to validation, so the
+  split depends on the ids, not on input order. With fraction 0, or fewer than
+  2 subjects, validation is empty.
   """
   subjects = np.unique(subjects)
   if fraction <= 0 or len(subjects) < 2:

@@ -73,6 +73,9 @@ TYPE_TO_TAG: dict[str, str] = {
 
 MISC_TAG = "[MISC]"
 
+# A key matches as written or lowercased, i.e. case-insensitively.
+_LOWERED_KEYS = tuple((key.lower(), tag) for key, tag in DEID_TO_TAG.items())
+
 # Counter keys besides the tags themselves (see `replace_mimic3_placeholders`).
 COUNT_MIMIC3 = "mimic3"
 COUNT_MIMIC4 = "mimic4"
@@ -91,25 +94,26 @@ MIMIC4_PLACEHOLDER = re.compile(r"___+")
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
            "september", "october", "november", "december")
 
-# Outcomes of `classify_mimic3_placeholder` besides a tag.
-_KEPT, _EMPTY, _UNKNOWN = "kept", "empty", "unknown"
+# Outcomes of `classify_mimic3_placeholder` besides a tag; they are also the
+# Counter keys of `replace_mimic3_placeholders`.
+_KEPT, _EMPTY, _UNKNOWN = COUNT_KEPT_AS_TEXT, COUNT_EMPTY, COUNT_UNKNOWN
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def classify_mimic3_placeholder(inner: str) -> tuple[str, str]:
   """Map the inner text of `[**...**]` to (replacement, outcome).
 
-  The outcome is a tag, "kept" (a shifted date kept as text), "empty" or
+  The outcome is a tag, "kept_as_text" (e.g. a shifted date), "empty" or
   "unknown" (no rule matched; the replacement is [MISC]).
 
   >>> classify_mimic3_placeholder("Month/Day/Year 123")
   ('[YR]', '[YR]')
   >>> classify_mimic3_placeholder("2101-5-25")
-  ('2101-5-25', 'kept')
+  ('2101-5-25', 'kept_as_text')
   """
   lowered = inner.lower()
-  for key, tag in DEID_TO_TAG.items():
-    if key in inner or key.lower() in lowered:
+  for key, tag in _LOWERED_KEYS:
+    if key in lowered:
       return tag, tag
 
   text = inner.strip()
@@ -143,27 +147,25 @@ def replace_mimic3_placeholders(text: str,
   placeholder that became a tag (unknown forms count as "[MISC]" too),
   "kept_as_text", "empty" and "unknown".
   """
+  if "[**" not in text:
+    return text
+  outcomes = []
 
   def substitute(match: re.Match) -> str:
     replacement, outcome = classify_mimic3_placeholder(match.group(1))
-    if counts is not None:
-      counts[COUNT_MIMIC3] += 1
-      if outcome == _KEPT:
-        counts[COUNT_KEPT_AS_TEXT] += 1
-      elif outcome == _EMPTY:
-        counts[COUNT_EMPTY] += 1
-      elif outcome == _UNKNOWN:
-        counts[COUNT_UNKNOWN] += 1
-        counts[MISC_TAG] += 1
-      else:
-        counts[outcome] += 1
-    if outcome in (_KEPT, _EMPTY):
+    outcomes.append(outcome)
+    if outcome == _KEPT or outcome == _EMPTY:
       return replacement
     return _spaced(replacement, match.string, match.start(), match.end())
 
-  if "[**" not in text:
-    return text
-  return MIMIC3_PLACEHOLDER.sub(substitute, text)
+  replaced = MIMIC3_PLACEHOLDER.sub(substitute, text)
+  if counts is not None and outcomes:
+    counts.update(outcomes)
+    counts[COUNT_MIMIC3] += len(outcomes)
+    unknown = outcomes.count(_UNKNOWN)
+    if unknown:
+      counts[MISC_TAG] += unknown
+  return replaced
 
 
 def replace_mimic4_placeholders(text: str,

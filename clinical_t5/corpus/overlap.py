@@ -49,9 +49,8 @@ def load_carevue_subjects(con: duckdb.DuckDBPyConnection, path: str, table: str,
                           option: str = "--carevue-subjects") -> tuple[int, str]:
   """Create `table`(subject_id) from `path`; return (subject count, file kind)."""
   readers.check_input_file(path, option)
-  relation = readers.relation_for(path)
-  names = [row[0] for row in readers.execute(con, f"DESCRIBE SELECT * FROM {relation}",
-                                             path, option).fetchall()]
+  names = readers.column_names(con, path, option)
+  relation = readers.relation_for(path, names)
   lower = {name.lower(): name for name in names}
 
   if "dbsource" in lower and "subject_id" in lower:

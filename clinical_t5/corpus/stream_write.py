@@ -45,22 +45,27 @@ def _tagger(config, source: str, counts: collections.Counter) -> Tagger:
 
 
 def _load_annotations(con, config, source: str) -> Optional[str]:
-  """Create table {source}_annotations(note_id, types) from the annotation CSV."""
-  path = getattr(config, _ANNOTATION_OPTIONS.get(source, ""), None) if source in \
-      _ANNOTATION_OPTIONS else None
+  """Create table {source}_annotations(note_id, types) from the annotation CSV, if given."""
+  option_name = _ANNOTATION_OPTIONS.get(source)
+  path = getattr(config, option_name) if option_name else None
   if not path:
     return None
-  option = f"--{_ANNOTATION_OPTIONS[source].replace('_', '-')}"
+  option = f"--{option_name.replace('_', '-')}"
   table = readers.NoteTable.open(con, path, {"id": "note_id", "type": "entity_type"}, option)
   name = f"{source}_annotations"
-  # NOTE: row_number() OVER () numbers rows in file order because the build sets
-  # preserve_insertion_order; the i-th row of a note gives the i-th placeholder.
-  readers.execute(con, f"""
-    CREATE OR REPLACE TABLE {name} AS
-    SELECT note_id, list(entity_type ORDER BY position) AS types FROM (
-      SELECT {table.col('id')} AS note_id, coalesce({table.col('type')}, '') AS entity_type,
-             row_number() OVER () AS position FROM {table.relation})
-    GROUP BY note_id""", path, option)
+  # The i-th row of a note types its i-th placeholder, so rows are numbered in
+  # file order: one thread reads the file, and row_number() follows its order.
+  threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+  con.execute("SET threads = 1")
+  try:
+    readers.execute(con, f"""
+      CREATE OR REPLACE TABLE {name} AS
+      SELECT note_id, list(entity_type ORDER BY position) AS types FROM (
+        SELECT {table.col('id')} AS note_id, coalesce({table.col('type')}, '') AS entity_type,
+               row_number() OVER () AS position FROM {table.relation})
+      GROUP BY note_id""", path, option)
+  finally:
+    con.execute(f"SET threads = {int(threads)}")
   return name
 
 
@@ -123,10 +128,9 @@ def _write_source(con, config, source: str, table: readers.NoteTable, keep: dict
 
     for i in np.flatnonzero(kept).tolist():
       text = tag(texts[i], types.get(i, [] if annotations else None))
-      record = writer.encode_example({
-          "text": text.encode("utf-8"), "note_id": note_ids[i].encode("utf-8"),
-          "subject_id": int(subjects[i]), "source": source_bytes,
-          "category": categories[i].encode("utf-8")})
+      record = writer.encode_note(text.encode("utf-8"), note_ids[i].encode("utf-8"),
+                                  int(subjects[i]), source_bytes,
+                                  categories[i].encode("utf-8"))
       split = "validation" if is_validation[i] else "train"
       writers[split].write(record)
       splits[split]["notes"] += 1

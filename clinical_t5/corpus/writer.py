@@ -20,6 +20,7 @@ the whole corpus build needs, so this module encodes the two formats itself:
 `train.tfrecord-00003-of-00016`, which `tf.data.TFRecordDataset` and seqio read.
 """
 
+import functools
 import struct
 from typing import BinaryIO, Mapping, Union
 
@@ -139,7 +140,7 @@ def mask_crc(crc: np.ndarray) -> np.ndarray:
   return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def _varint(value: int) -> bytes:
+def _varint_slow(value: int) -> bytes:
   if value < 0:
     value += 1 << 64
   out = bytearray()
@@ -150,21 +151,79 @@ def _varint(value: int) -> bytes:
   return bytes(out)
 
 
+# NOTE: varints below 2**16 come from a table: every length of a note up to 64 KiB.
+_VARINTS = [_varint_slow(n) for n in range(1 << 16)]
+
+
+def _varint(value: int) -> bytes:
+  if 0 <= value < 65536:
+    return _VARINTS[value]
+  return _varint_slow(value)
+
+
 def _length_delimited(field: int, payload: bytes) -> bytes:
-  return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+  return _VARINTS[field << 3 | 2] + _varint(len(payload)) + payload
+
+
+def _bytes_feature(name: str, value: bytes) -> bytes:
+  """Return the Features map entry of one single-value bytes feature."""
+  return _bytes_entry(_entry_prefix(name), value)
+
+
+@functools.lru_cache(maxsize=64)
+def _entry_prefix(name: str) -> bytes:
+  """Return the map-entry key (field 1) and the value tag (field 2) of feature `name`."""
+  return _length_delimited(1, name.encode()) + b"\x12"
+
+
+def _bytes_entry(prefix: bytes, value: bytes) -> bytes:
+  # Nesting, inside out: BytesList.value (1), Feature.bytes_list (1), map entry
+  # value (2, tag in `prefix`), Features.feature entry (1). Lengths are inlined
+  # because this runs once per feature of every note.
+  value_length = len(value)
+  varint_value = _VARINTS[value_length] if value_length < 65536 else _varint_slow(value_length)
+  list_length = 1 + len(varint_value) + value_length
+  varint_list = _VARINTS[list_length] if list_length < 65536 else _varint_slow(list_length)
+  feature_length = 1 + len(varint_list) + list_length
+  varint_feature = (_VARINTS[feature_length] if feature_length < 65536
+                    else _varint_slow(feature_length))
+  entry_length = len(prefix) + len(varint_feature) + feature_length
+  varint_entry = _VARINTS[entry_length] if entry_length < 65536 else _varint_slow(entry_length)
+  return b"".join((b"\n", varint_entry, prefix, varint_feature, b"\n", varint_list, b"\n",
+                   varint_value, value))
+
+
+def encode_note(text: bytes, note_id: bytes, subject_id: int, source: bytes,
+                category: bytes) -> bytes:
+  """Serialize the Example of one corpus note (what `encode_example` would give)."""
+  entries = b"".join((_bytes_entry(_TEXT_PREFIX, text), _bytes_entry(_NOTE_ID_PREFIX, note_id),
+                      _int64_feature("subject_id", subject_id),
+                      _bytes_entry(_SOURCE_PREFIX, source),
+                      _bytes_entry(_CATEGORY_PREFIX, category)))
+  length = len(entries)
+  return b"".join((b"\n", _VARINTS[length] if length < 65536 else _varint_slow(length),
+                   entries))
+
+
+def _int64_feature(name: str, value: int) -> bytes:
+  packed = _varint(value)
+  int64_list = b"\n" + _varint(len(packed)) + packed  # Int64List.value, packed
+  feature = b"\x1a" + _varint(len(int64_list)) + int64_list  # Feature.int64_list (field 3)
+  entry = _entry_prefix(name) + _varint(len(feature)) + feature
+  return b"\n" + _varint(len(entry)) + entry
+
+
+_TEXT_PREFIX = _entry_prefix("text")
+_NOTE_ID_PREFIX = _entry_prefix("note_id")
+_SOURCE_PREFIX = _entry_prefix("source")
+_CATEGORY_PREFIX = _entry_prefix("category")
 
 
 def encode_example(features: Mapping[str, Union[bytes, int]]) -> bytes:
   """Serialize a tf.train.Example whose features are single bytes or int64 values."""
-  entries = []
-  for name, value in features.items():
-    if isinstance(value, bytes):
-      feature = _length_delimited(1, _length_delimited(1, value))  # bytes_list.value
-    else:
-      feature = _length_delimited(3, _length_delimited(1, _varint(int(value))))  # int64_list, packed
-    entry = _length_delimited(1, name.encode()) + _length_delimited(2, feature)
-    entries.append(_length_delimited(1, entry))
-  return _length_delimited(1, b"".join(entries))
+  entries = b"".join(_bytes_feature(name, value) if isinstance(value, bytes)
+                     else _int64_feature(name, int(value)) for name, value in features.items())
+  return b"\n" + _varint(len(entries)) + entries  # Example.features (field 1)
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:

@@ -38,6 +38,10 @@ DEFAULT_FEATURE_LENGTHS = {
     "clip": {"inputs": 256, "targets": 64},
 }
 
+# Run files of the trainer, found on its gin search path (the repository's gin/).
+FINETUNE_GIN = "runs/finetune.gin"
+EVAL_GIN = "runs/eval.gin"
+
 _T5_FIELDS = ("vocab_size", "d_model", "d_kv", "d_ff", "num_heads", "num_encoder_layers",
               "num_decoder_layers", "relative_attention_num_buckets",
               "relative_attention_max_distance", "layer_norm_epsilon", "feed_forward_proj",
@@ -144,7 +148,7 @@ def finetune_and_test(spec: sweep.RunSpec) -> sweep.RunOutcome:
   with open(model_gin, "w", encoding="utf-8") as f:
     f.write(model_gin_text(read_model_config(spec.init_checkpoint)))
   model_dir = os.path.join(spec.run_dir, "model")
-  gin_files = ["runs/finetune.gin", model_gin, *config.gin_files, *spec.checkpoint.gin_files]
+  gin_files = [FINETUNE_GIN, model_gin, *config.gin_files, *spec.checkpoint.gin_files]
   result = api.run_train(gin_files, run_bindings(spec, task_name, lengths, model_dir))
   if result.get("status") != "completed":
     raise RuntimeError(f"finetuning stopped with status {result.get('status')!r}")
@@ -152,7 +156,7 @@ def finetune_and_test(spec: sweep.RunSpec) -> sweep.RunOutcome:
   if best_step is None:
     raise RuntimeError("the trainer reported no best validation step")
 
-  test = api.run_evaluate(["runs/eval.gin"], [
+  test = api.run_evaluate([EVAL_GIN], [
       f"CHECKPOINT_PATH = {os.path.join(model_dir, f'checkpoint_{best_step}')!r}",
       f"MIXTURE_OR_TASK_NAME = {task_name!r}",
       "EVAL_SPLIT = 'test'",

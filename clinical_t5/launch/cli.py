@@ -13,10 +13,13 @@ syntax) before anything starts; bad input exits with status 2.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from typing import Optional, Sequence
+
+from absl import logging
 
 from clinical_t5.errors import UserError
 from clinical_t5.launch import common
@@ -68,7 +71,8 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
   sub = parser.add_subparsers(dest="launcher", required=True, metavar="{tpu,slurm-env,local}")
 
   tpu = sub.add_parser("tpu", help="ship, install and run on every worker of an existing TPU VM",
-                       description=tpu_lib.__doc__.splitlines()[0])
+                       usage="%(prog)s --tpu NAME --zone ZONE [OPTIONS] -- TRAINER ARGS",
+                       description=tpu_lib.__doc__.splitlines()[0] + " It creates no TPU.")
   tpu.add_argument("--tpu", required=True, help="name of an existing TPU VM (it is not created)")
   tpu.add_argument("--zone", default=os.environ.get("CLOUDSDK_COMPUTE_ZONE"),
                    help="zone of the TPU VM, e.g. us-central2-b (default: $CLOUDSDK_COMPUTE_ZONE)")
@@ -92,8 +96,13 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
                    help="pip requirement that installs JAX with TPU support")
   _add_entry_options(tpu)
 
-  slurm = sub.add_parser("slurm-env", help="derive jax.distributed settings from SLURM "
-                                           "variables; print them, or run the trainer with them")
+  slurm = sub.add_parser(
+      "slurm-env", help="derive jax.distributed settings from SLURM variables; print them, "
+                        "or run the trainer with them",
+      usage="%(prog)s [OPTIONS] [-- TRAINER ARGS]",
+      description="Run inside `srun`. Without `--`, print this task's coordinator address, "
+                  "process count, process id and CUDA_VISIBLE_DEVICES. With `-- TRAINER ARGS`, "
+                  "run the trainer with them in this process.")
   slurm.add_argument("--mode", choices=slurm_lib.MODES, default="auto",
                      help="processes per node: one per node using all its GPUs, one per GPU, or "
                           "auto (decided from tasks and GPUs on the node)")
@@ -103,7 +112,12 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
                      help="output format when no trainer arguments follow: shell exports or JSON")
   _add_entry_options(slurm)
 
-  local = sub.add_parser("local", help="start N jax.distributed processes on 127.0.0.1")
+  local = sub.add_parser(
+      "local", help="start N jax.distributed processes on 127.0.0.1",
+      usage="%(prog)s [OPTIONS] -- TRAINER ARGS",
+      description="Start N processes of the trainer on this machine, connected through "
+                  "jax.distributed on 127.0.0.1, with one log per process; wait for all and "
+                  "exit with the first failing exit code.")
   local.add_argument("--num-processes", type=_count, default=2,
                      help="number of processes to start (default: 2)")
   local.add_argument("--port", type=_port, default=None,
@@ -144,8 +158,8 @@ def _worker_environment(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
     env[name] = value
   for name, value in env.items():
     if name in FORWARDED_VARIABLES and "://" not in value:
-      print(f"warning: {name}={value} is a local path; every TPU worker needs it at the same "
-            "path, so a gs:// bucket is usually what you want", file=sys.stderr)
+      logging.warning("%s=%s is a local path; every TPU worker needs it at the same path, "
+                      "so a gs:// bucket is usually what you want", name, value)
   return tuple(env.items())
 
 
@@ -158,8 +172,8 @@ def _run_tpu(args: argparse.Namespace, trainer_args: list[str]) -> int:
   trainer_args = tpu_lib.relocate_gin_args(trainer_args, source, os.getcwd())
   model_dir = common.gin_macro(trainer_args, "MODEL_DIR")
   if model_dir is not None and "://" not in model_dir:
-    print(f"warning: MODEL_DIR {model_dir} is a local path; on a multi-worker slice every "
-          "worker needs the same directory, so use a gs:// bucket", file=sys.stderr)
+    logging.warning("MODEL_DIR %s is a local path; on a multi-worker slice every worker needs "
+                    "the same directory, so use a gs:// bucket", model_dir)
   job = tpu_lib.TpuJob(
       tpu=args.tpu, zone=args.zone, project=args.project, source_dir=source,
       log_dir=args.log_dir, entry=local_lib.parse_entry(args.module, args.script),
@@ -176,8 +190,7 @@ def _run_slurm_env(args: argparse.Namespace, trainer_args: list[str],
   env = task.environment()
   if not has_command:
     if args.format == "json":
-      print(json.dumps({"environment": env, **{k: v for k, v in vars(task).items()}},
-                       sort_keys=True))
+      print(json.dumps({"environment": env, **dataclasses.asdict(task)}, sort_keys=True))
     else:
       print(f"# SLURM task {task.process_id} of {task.num_processes} on {task.node}: "
             f"mode {task.mode}, local rank {task.local_rank}, {task.tasks_on_node} task(s) "

@@ -97,10 +97,10 @@ def check_gin_file(path: str, name: str, search_dirs: Sequence[str], depth: int 
   if depth > 10:
     raise UserError(f"gin file {name} includes files more than 10 levels deep; "
                     "check for an include cycle")
-  here = os.path.dirname(path) if not fileio.is_remote(path) else None
+  file_dir = os.path.dirname(path) if not fileio.is_remote(path) else None
   for statement in statements:
     if isinstance(statement, config_parser.IncludeStatement):
-      dirs = list(search_dirs) + ([here] if here else [])
+      dirs = list(search_dirs) + ([file_dir] if file_dir else [])
       included = resolve_gin_file(statement.filename, dirs)
       if included is None:
         raise UserError(f"gin file {name} includes {statement.filename}, which is not found "

@@ -40,7 +40,7 @@ _POLL_INTERVAL_S = 0.2
 
 @dataclasses.dataclass(frozen=True)
 class LocalJob:
-  """What `clinical-t5 launch local` starts.
+  """The processes and command of one `clinical-t5 launch local` run.
 
   Attributes:
     num_processes: processes to start, each one a jax.distributed process.

@@ -16,9 +16,10 @@ process keeps every GPU of its node. With k GPUs per task the mode is
 its own GPUs through CUDA_VISIBLE_DEVICES, before CUDA starts, is what keeps
 the processes of one node from all allocating memory on GPU 0.
 
-Why not `jax.distributed.initialize()` with no arguments? JAX's own SLURM
-detection (jax 0.10) always restricts a process to the one GPU numbered by its
-local rank, which silently leaves 7 of 8 GPUs idle in the per-node mode.
+Why not `jax.distributed.initialize()` with no arguments? Without explicit
+`local_device_ids`, JAX's own SLURM detection (jax 0.10) restricts a process to
+the one GPU numbered by its local rank. That silently leaves 7 of 8 GPUs idle
+in the per-node mode.
 """
 
 import dataclasses
@@ -29,9 +30,10 @@ from clinical_t5.errors import UserError
 
 MODES = ("auto", "per-node", "per-gpu")
 
-# NOTE: the same port rule as JAX's SlurmCluster (jax 0.10): the job id picks a
-# port in the top 4096 ephemeral ports, so two jobs sharing a first node do not
-# collide, and every task of a job computes the same port without talking.
+# NOTE: the same port rule as JAX's SlurmCluster (jax 0.10). The job id picks
+# one of the top 4096 ports, so every task of a job computes the same port
+# without talking. Two jobs that share a first node collide only when their
+# ids are equal modulo 4096; pass --port then.
 _PORT_RANGE_START = 65535 - 2**12 + 1
 
 

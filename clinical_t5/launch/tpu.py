@@ -14,7 +14,11 @@ bucket. With `--dry-run` it only prints the commands:
      gcloud compute tpus tpu-vm ssh my-v4-32 --worker=all --output-directory=logs/run1/train --command=...
 
 gcloud writes each worker's output to `<output-directory>/<worker>.log` on
-the launching machine; the workers also keep `~/clinical-t5/logs/train.log`.
+the launching machine, and the workers also keep `~/clinical-t5/logs/train.log`.
+
+NOTE: the tests run the worker commands under bash in a fake home directory
+and call a stand-in gcloud. No test has run them on a real TPU VM, so the
+install step (apt, pip, libtpu) is checked only for syntax and order.
 """
 
 import dataclasses
@@ -46,7 +50,7 @@ _PROJECT_RE = re.compile(r"[a-z][-a-z0-9:.]{4,61}[a-z0-9]")
 
 @dataclasses.dataclass(frozen=True)
 class TpuJob:
-  """What `clinical-t5 launch tpu` runs.
+  """The TPU VM, checkout and command of one `clinical-t5 launch tpu` run.
 
   Attributes:
     tpu: name of an existing TPU VM (gcloud compute tpus tpu-vm list).

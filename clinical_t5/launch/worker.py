@@ -12,8 +12,9 @@ arguments, exactly as `python -m` would:
   -> jax.distributed.initialize("127.0.0.1:61000", num_processes=2, process_id=1)
   -> python -m clinical_t5.train --gin_file=gin/runs/pretrain.gin --gin.MODEL_DIR="'/tmp/m'"
 
-`CLINICAL_T5_DISTRIBUTED=tpu` instead lets JAX read the set-up of a Cloud TPU
-VM from its metadata server. Without any of these variables the process runs
+`CLINICAL_T5_DISTRIBUTED=tpu` (or `auto`, the trainer's name for it) instead
+lets JAX detect the set-up itself, which on a Cloud TPU VM means reading its
+metadata server. Without any of these variables the process runs
 alone and nothing is initialized. `initialize_from_environment` is safe to
 call again, so an entry point may also call it itself.
 """
@@ -73,7 +74,7 @@ def read_environment(env: Mapping[str, str]) -> Optional[tuple[str, int, int]]:
 
 
 def initialize_from_environment(env: Optional[Mapping[str, str]] = None) -> bool:
-  """Call `jax.distributed.initialize` as the environment says; return whether it did.
+  """Call `jax.distributed.initialize` as the launcher variables specify; return whether it did.
 
   Returns False for a single process (no launcher variables) and when JAX is
   already initialized.
@@ -81,8 +82,9 @@ def initialize_from_environment(env: Optional[Mapping[str, str]] = None) -> bool
   env = os.environ if env is None else env
   mode = env.get(ENV_DISTRIBUTED, "").strip()
   explicit = read_environment(env)
-  if mode not in ("", "tpu"):
-    raise UserError(f"{ENV_DISTRIBUTED}={mode!r} is not supported; use 'tpu' or leave it unset")
+  if mode not in ("", "tpu", "auto"):
+    raise UserError(f"{ENV_DISTRIBUTED}={mode!r} is not supported; use 'tpu' (or its synonym "
+                    "'auto') or leave it unset")
   if not mode and explicit is None:
     return False
 
@@ -102,8 +104,8 @@ def initialize_from_environment(env: Optional[Mapping[str, str]] = None) -> bool
   logging.info("initializing jax.distributed: process %d of %d, coordinator %s",
                process_id, num_processes, coordinator)
   # NOTE: "deactivate" stops JAX's cluster auto-detection, which under SLURM
-  # would restrict every process to a single GPU; CUDA_VISIBLE_DEVICES set by
-  # the launcher decides which GPUs this process sees.
+  # would restrict every process to a single GPU. CUDA_VISIBLE_DEVICES, set by
+  # the launcher, selects the GPUs of this process.
   jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                              process_id=process_id, cluster_detection_method="deactivate",
                              initialization_timeout=timeout)
@@ -138,6 +140,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if module is None and script is None:
     module = "clinical_t5.train"
 
+  logging.use_absl_handler()
+  logging.set_verbosity(logging.INFO)
   distributed = initialize_from_environment()
   code = _exit_code_of(run_entry_point, module, script, argv)
   if code != 0 and distributed:

@@ -99,9 +99,8 @@ def beam_search(tokens_to_logits: StepFn, cache: Cache, batch_size: int, num_bea
 
   `cache` holds `batch * num_beams` rows (each example repeated `num_beams`
   times, beams of one example adjacent). Scores are summed log-probs divided by
-  `brevity_penalty(alpha, generated_length)`; generated length counts EOS. A row
-  that reaches `max_decode_length` without EOS is returned only when its
-  example has no finished hypothesis.
+  `brevity_penalty(alpha, generated_length)`; generated length counts EOS. Rows
+  cut at `max_decode_length` without EOS compete with the finished ones.
   """
   k, length = num_beams, max_decode_length
 
@@ -150,12 +149,14 @@ def beam_search(tokens_to_logits: StepFn, cache: Cache, batch_size: int, num_bea
   live_seqs = jnp.zeros((batch_size, k, length + 1), jnp.int32).at[:, :, 0].set(start_id)
   state = (jnp.array(0, jnp.int32), live_log_probs, live_seqs,
            jnp.full((batch_size, k), NEG_INF, jnp.float32), live_seqs, cache)
-  _, live_log_probs, live_seqs, finished_scores, finished_seqs, _ = jax.lax.while_loop(cond, body, state)
+  step, live_log_probs, live_seqs, finished_scores, finished_seqs, _ = jax.lax.while_loop(
+      cond, body, state)
 
-  # Examples without any finished hypothesis fall back to their live beams.
-  none_finished = jnp.all(finished_scores <= NEG_INF / 2, axis=1)  # [batch]
-  live_scores = live_log_probs / brevity_penalty(alpha, length)
-  scores = jnp.where(none_finished[:, None], live_scores, finished_scores)
-  seqs = jnp.where(none_finished[:, None, None], live_seqs, finished_seqs)[:, :, 1:]
-  # Tokens after the first EOS are 0 (a finished sequence's later slots were never written).
-  return seqs, scores
+  # As in Hugging Face's beam search, beams still alive at the end compete with
+  # the finished ones (t5x instead returns them only when nothing finished).
+  # After an early stop they cannot win, so merging is always safe.
+  live_scores = live_log_probs / brevity_penalty(alpha, step)
+  scores, pick = jax.lax.top_k(jnp.concatenate([finished_scores, live_scores], axis=1), k)
+  seqs = _gather_rows(jnp.concatenate([finished_seqs, live_seqs], axis=1), pick)
+  # Drop the start token; slots after EOS were never written and hold 0.
+  return seqs[:, :, 1:], scores

@@ -113,7 +113,14 @@ class CheckpointManager:
         enable_async_checkpointing=config.async_save,
         cleanup_tmp_directories=False,
         create=True)
-    self._manager = ocp.CheckpointManager(self.model_dir, item_names=ITEMS, options=options)
+    handlers = {
+        "params": ocp.StandardCheckpointHandler(),
+        "opt_state": ocp.StandardCheckpointHandler(),
+        "model_config": ocp.JsonCheckpointHandler(),
+        "metadata": ocp.JsonCheckpointHandler(),
+        "data_iterator": ocp.JsonCheckpointHandler(),
+    }
+    self._manager = ocp.CheckpointManager(self.model_dir, item_handlers=handlers, options=options)
 
   def save(self, step: int, *, params: Any, opt_state: Any, model_config: dict,
            metadata: dict, data_state: dict, metrics: Optional[dict] = None) -> float:
@@ -150,6 +157,9 @@ class CheckpointManager:
     """Raise UserError when the saved params disagree with the configured model."""
     saved = self._manager.item_metadata(step)["params"]
     saved_tree = getattr(saved, "tree", saved)
+    if saved_tree is None:
+      raise UserError(f"{step_dir(self.model_dir, step)} has no readable params metadata; "
+                      "it was not written by clinical-t5 training")
     saved_flat = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in
                   jax.tree_util.tree_flatten_with_path(saved_tree)[0]}
     wanted_flat = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in

@@ -100,10 +100,11 @@ def _check_macro_bindings(bindings: Sequence[str], known: set[str]) -> None:
 
 
 class _DropPathNotFound(logging.Filter):
-  """Hide gin's "Path not found" lines, logged for every search path tried before the hit."""
+  """Hide gin's file-lookup lines, logged for every search path tried for every include."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return not str(record.getMessage()).startswith("Path not found")
+    message = str(record.getMessage())
+    return not message.startswith(("Path not found", "system_path_file_exists"))
 
 
 def _one_line(error: Exception) -> str:
@@ -126,7 +127,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str],
   logging.getLogger().addFilter(path_filter)
   try:
     gin.parse_config_files_and_bindings(files, None, finalize_config=False)
-  except (ValueError, SyntaxError, ImportError, IOError, gin.config.ParseError) as e:
+  except (ValueError, SyntaxError, ImportError, IOError) as e:
     raise UserError(f"invalid gin file: {_one_line(e)}") from None
   finally:
     logging.getLogger().removeFilter(path_filter)
@@ -135,7 +136,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str],
   for binding in bindings:
     try:
       gin.parse_config(binding)
-    except (ValueError, SyntaxError, ImportError, gin.config.ParseError) as e:
+    except (ValueError, SyntaxError, ImportError) as e:
       raise UserError(f"invalid gin binding {binding!r}: {_one_line(e)}; string values need "
                       "quotes, e.g. --gin.MODEL_DIR=\"'/tmp/m'\"") from None
   try:

@@ -15,9 +15,10 @@ own `tokenizer.json`, built from the SentencePiece model:
   and removal of the `▁` in front of a sentinel (seqio defines each sentinel as
   the piece `▁<extra_id_k>`; Hugging Face names it `<extra_id_k>`);
 - pre-tokenizer: split out the user-defined symbols (DEID tags, newline) and
-  sentinels, which SentencePiece always emits whole;
-- model: Unigram with the model's scores and byte fallback; sentinels
-  `<extra_id_k>` at id `pieces + extra_ids - 1 - k`, as seqio;
+  sentinels, which SentencePiece always emits whole, then cut before each `▁`;
+- model: Unigram with the model's scores and byte fallback; UNUSED pieces
+  renamed so they never match; sentinels `<extra_id_k>` at id
+  `pieces + extra_ids - 1 - k`, as seqio;
 - decoder: `▁` to space, byte fallback, strip the prefix space.
 
 `tokenizer_config.json` names `TokenizersBackend` as the class, so
@@ -36,6 +37,8 @@ from clinical_t5.errors import UserError
 from clinical_t5.vocab import DEFAULT_EXTRA_IDS, check_no_sentinel_clash, model_path
 
 SPACE_SYMBOL = "\u2581"
+# NFKC rewrites U+FB01 to "fi", so normalized text never contains this prefix.
+UNMATCHABLE_PREFIX = "\ufb01<"
 # NOTE: T5's default; longer inputs are truncated by the model's callers, not here.
 MODEL_MAX_LENGTH = 512
 
@@ -61,8 +64,20 @@ def build_backend(spm_path: str, extra_ids: int = DEFAULT_EXTRA_IDS) -> Any:
                     "train it with `clinical-t5 vocab train`")
   if proto.trainer_spec.model_type != sentencepiece_model_pb2.TrainerSpec.UNIGRAM:
     raise UserError(f"{spm_path} is not a unigram model; train it with `clinical-t5 vocab train`")
+  if not proto.trainer_spec.split_by_whitespace or proto.trainer_spec.allow_whitespace_only_pieces:
+    raise UserError(f"{spm_path} has pieces that span spaces (split_by_whitespace off or "
+                    "whitespace-only pieces on); train it with `clinical-t5 vocab train`")
 
-  vocab = [(p.piece, p.score) for p in proto.pieces]
+  # SentencePiece never emits UNUSED pieces and takes its unknown-token penalty
+  # from the lowest NORMAL score. Unigram has no UNUSED type, so those pieces
+  # get names that no text contains and a score no lower than that minimum.
+  min_normal = min(p.score for p in proto.pieces if p.type == piece_type.NORMAL)
+  vocab = []
+  for i, p in enumerate(proto.pieces):
+    if p.type == piece_type.UNUSED:
+      vocab.append((f"{UNMATCHABLE_PREFIX}unused-{i}>", max(p.score, min_normal)))
+    else:
+      vocab.append((p.piece, p.score))
   vocab += [(_sentinel(k), 0.0) for k in reversed(range(extra_ids))]
   tokenizer = Tokenizer(models.Unigram(vocab, unk_id=proto.trainer_spec.unk_id,
                                        byte_fallback=proto.trainer_spec.byte_fallback))
@@ -82,7 +97,15 @@ def build_backend(spm_path: str, extra_ids: int = DEFAULT_EXTRA_IDS) -> Any:
   whole += [_sentinel(k) for k in range(extra_ids)]
   # Longest first, so `▁[Name]` wins over `[Name]`.
   pattern = "|".join(re.escape(s) for s in sorted(whole, key=len, reverse=True))
-  tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
+  tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+      pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+      # No piece has a `▁` after its first character (trained with
+      # split_by_whitespace and without whitespace-only pieces), so cutting
+      # before every `▁` changes no result. The short chunks hit the
+      # Unigram model's cache and make encoding several times faster.
+      pre_tokenizers.Split(Regex(SPACE_SYMBOL + "[^" + SPACE_SYMBOL + "]*|[^" + SPACE_SYMBOL + "]+"),
+                           behavior="isolated"),
+  ])
 
   tokenizer.decoder = decoders.Sequence([
       decoders.Replace("<extra_id_", " <extra_id_"),  # seqio decodes `▁<extra_id_k>`

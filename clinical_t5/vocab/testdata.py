@@ -139,6 +139,8 @@ def clinical_notes(num_notes: int, seed: int = 0, *, min_lines: int = 3,
     for _ in range(rng.randint(min_lines, max_lines)):
       if rng.random() < 0.2:
         lines.append(f"{rng.choice(_SECTIONS)}:")
+      if rng.random() < 0.05:
+        lines.append(rng.choice("_-=*") * rng.randint(10, 80))
       sentences = [_sentence(rng) for _ in range(rng.randint(1, 3))]
       separator = "\t" if rng.random() < 0.1 else " "
       lines.append(separator.join(sentences))
@@ -200,6 +202,8 @@ ROUNDTRIP_STRINGS = (
     " ",
     "\n",
     "glued<extra>text and literal \u2581 block",
+    "_" * 78 + "\n" + "-" * 40 + "\n" + "=" * 33 + " 1000000 mg ... !!! ******",
+    "Plt 100000  WBC 10000.00  haha abab abababab",
 )
 
 

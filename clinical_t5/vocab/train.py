@@ -19,7 +19,20 @@ Four SentencePiece traps are closed here:
 - A user-defined symbol after a space costs two pieces (`▁`, `[Name]`),
   because SentencePiece matches the symbol without the space. Every DEID tag
   and the newline is therefore also defined with a leading `▁`, so "Dr. [Name]"
-  encodes the tag as the single piece `▁[Name]`.
+  encodes the tag as the single piece `▁[Name]`. SentencePiece scores a
+  user-defined piece of n characters as `n * max_score - 0.1`, where
+  `max_score` is the best score of a normal piece, usually that of `▁` itself:
+  `▁[Name]` and `▁` + `[Name]` then tie, and float rounding picks one. An
+  anchor piece (`USER_SYMBOL_ANCHOR`, score 0) that normalization can never
+  produce sets `max_score` to 0, so every user-defined piece scores -0.1 and
+  always beats a split.
+- Pieces that are powers of one word (`__`, `___`, `000`) tie in any order
+  on a long run (`__` + `___` or `___` + `__`), and SentencePiece 0.2.2,
+  tf_text 2.21 and Hugging Face break such ties differently, so seqio's
+  Python and TensorFlow encoders would disagree. `mark_periodic_pieces_unused`
+  keeps one piece per repeated word (the word itself when it is a piece) and
+  marks the others UNUSED, which every encoder skips. Whitespace-only pieces
+  (`▁▁▁`) are off for the same reason.
 - Unigram training holds every sentence in memory. `input_sentence_size`
   bounds that with a uniform reservoir sample of the corpus lines, drawn here
   from a seeded `random.Random` while the shards stream. SentencePiece 0.2.2's
@@ -62,6 +75,9 @@ DEFAULT_MAX_SENTENCE_LENGTH = 4192
 # left to byte fallback instead of taking vocabulary slots.
 DEFAULT_CHARACTER_COVERAGE = 0.9995
 NUM_BYTE_PIECES = 256
+# A normal piece with score 0 that never matches: NFKC (and NFKC_CF) always
+# rewrites the ligature U+FB01 to "fi", so no normalized text contains it.
+USER_SYMBOL_ANCHOR = "\ufb01<user-symbol-anchor>"
 
 
 class VocabTrainingError(RuntimeError):
@@ -100,7 +116,7 @@ class VocabConfig:
         raise UserError(f"user symbol {symbol!r} starts with U+2581; give it without, the "
                         "space-prefixed form is added automatically")
 
-    minimum = 3 + NUM_BYTE_PIECES + len(user_defined_symbols(self.extra_user_symbols)) + 1
+    minimum = 3 + NUM_BYTE_PIECES + len(user_defined_symbols(self.extra_user_symbols)) + 2
     if self.vocab_size < minimum:
       raise UserError(f"--vocab-size {self.vocab_size} is too small; the special, byte and user-defined "
                       f"pieces alone take {minimum - 1}, so use at least a few hundred more")
@@ -343,15 +359,17 @@ def trainer_options(config: VocabConfig) -> dict:
   """Return the SentencePieceTrainer keyword arguments for `config` (without the input)."""
   return {
       "model_type": "unigram",
-      "vocab_size": config.vocab_size,
+      # One slot is left for USER_SYMBOL_ANCHOR, added after training.
+      "vocab_size": config.vocab_size - 1,
       # NOTE: plain NFKC instead of `nmt_nfkc`, which maps \n and \t to spaces;
       # and no whitespace folding, so space runs and indentation survive.
       "normalization_rule_name": "nfkc_cf" if config.lowercase else "nfkc",
       "remove_extra_whitespaces": False,
       "add_dummy_prefix": True,
-      # MIMIC notes align columns with space runs; whitespace-only pieces
-      # (`▁▁▁▁`) let a run cost one token instead of one per space.
-      "allow_whitespace_only_pieces": True,
+      # NOTE: off although MIMIC notes align columns with space runs, so each
+      # space costs a token: whitespace-only pieces (`▁▁▁▁`) tie in any order
+      # and SentencePiece 0.2.2 and tf_text 2.21 break the ties differently.
+      "allow_whitespace_only_pieces": False,
       "split_by_whitespace": True,
       "byte_fallback": True,
       "character_coverage": config.character_coverage,
@@ -387,15 +405,62 @@ def run_trainer(sentences: Iterator[str], options: dict) -> tuple[bytes, str, in
   if error is not None:
     message = str(error)
     too_large = _VOCAB_SIZE_TOO_LARGE_RE.search(message)
+    requested = options["vocab_size"] + 1
     if too_large:
-      raise UserError(f"--vocab-size {options['vocab_size']} is too large for this corpus; "
-                      f"SentencePiece allows at most {too_large.group(1)}: use a smaller "
+      raise UserError(f"--vocab-size {requested} is too large for this corpus; at most "
+                      f"{int(too_large.group(1)) + 1} pieces can be learned: use a smaller "
                       "--vocab-size or a larger corpus") from None
     if "smaller than required_chars" in message or "must be larger than" in message:
-      raise UserError(f"--vocab-size {options['vocab_size']} is too small to hold the special, "
+      raise UserError(f"--vocab-size {requested} is too small to hold the special, "
                       "byte, user-defined and character pieces; use a larger --vocab-size") from None
     raise error
-  return model.getvalue(), log.getvalue(), guarded.count
+  model_bytes = mark_periodic_pieces_unused(add_user_symbol_anchor(model.getvalue()))
+  return model_bytes, log.getvalue(), guarded.count
+
+
+def primitive_root(piece: str) -> str:
+  """Return the shortest word whose repetition is `piece` ("____" -> "_", "abab" -> "ab")."""
+  size = len(piece)
+  for period in range(1, size // 2 + 1):
+    if size % period == 0 and piece[:period] * (size // period) == piece:
+      return piece[:period]
+  return piece
+
+
+def mark_periodic_pieces_unused(model: bytes) -> bytes:
+  """Keep one normal piece per repeated word and mark the other powers UNUSED.
+
+  The kept piece is the word itself when it is a piece, else the best-scored
+  power. Ids and the vocabulary size do not change.
+  """
+  from sentencepiece import sentencepiece_model_pb2  # pylint: disable=g-import-not-at-top
+
+  piece_type = sentencepiece_model_pb2.ModelProto.SentencePiece
+  proto = sentencepiece_model_pb2.ModelProto.FromString(model)
+  groups = collections.defaultdict(list)
+  for i, piece in enumerate(proto.pieces):
+    if piece.type == piece_type.NORMAL:
+      groups[primitive_root(piece.piece)].append(i)
+  for root, ids in groups.items():
+    if len(ids) < 2:
+      continue
+    keep = next((i for i in ids if proto.pieces[i].piece == root),
+                max(ids, key=lambda i: proto.pieces[i].score))
+    for i in ids:
+      if i != keep:
+        proto.pieces[i].type = piece_type.UNUSED
+  return proto.SerializeToString()
+
+
+def add_user_symbol_anchor(model: bytes) -> bytes:
+  """Append USER_SYMBOL_ANCHOR as a normal piece with score 0 (see the module docstring)."""
+  from sentencepiece import sentencepiece_model_pb2  # pylint: disable=g-import-not-at-top
+
+  proto = sentencepiece_model_pb2.ModelProto.FromString(model)
+  proto.pieces.add(piece=USER_SYMBOL_ANCHOR, score=0.0,
+                   type=sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL)
+  proto.trainer_spec.vocab_size = len(proto.pieces)
+  return proto.SerializeToString()
 
 
 def _sha256_file(path: str) -> Optional[str]:

@@ -1,0 +1,188 @@
+"""Benchmark the pretraining input pipeline: tokenization, span corruption, packing.
+
+Runs the `mimic_span_corruption` seqio task at inputs 512 / targets 114 on
+synthetic notes, beside a plain numpy implementation of the same algorithm
+(SentencePiece in Python, concatenation with EOS between notes, 568-token
+chunks, `span_corruption.corrupt_numpy`, full-length rows). Speeds are
+examples per CPU-second of this process (all threads), i.e. examples/s per
+core, so other load on the machine inflates them less than wall time would.
+
+  .venv/bin/python benchmarks/pipeline.py              # 2,000 notes, a few minutes on 2 cores
+  .venv/bin/python benchmarks/pipeline.py --notes 20000
+
+It ends with what a trainer consumes, to show whether the input pipeline
+can keep up.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import seqio  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+import clinical_t5_tasks  # pylint: disable=g-import-not-at-top
+from clinical_t5.vocab import testdata  # pylint: disable=g-import-not-at-top
+from clinical_t5.vocab import train as vocab_train  # pylint: disable=g-import-not-at-top
+from clinical_t5_tasks import span_corruption  # pylint: disable=g-import-not-at-top
+
+LENGTHS = {"inputs": 512, "targets": 114}
+BATCH_SIZE = 128
+TASK = "mimic_span_corruption"
+
+# Trainer consumption, from published T5-base (v1.1, 248M) figures at inputs
+# 512 / targets 114 and batch 128 (nanoT5 README, 1x A100-80GB, BF16 +
+# torch.compile: 0.56 s per step), and the estimate of ~1.2k sequences/s for
+# T5-base at 50% MFU on one H100 (FLOP model: about 6 x parameters x tokens).
+TRAINER_RATES = (
+    ("T5-base, 1x A100, nanoT5 (0.56 s/step)", BATCH_SIZE / 0.56),
+    ("T5-base, 1x H100 at 50% MFU (estimate)", 1200.0),
+    ("T5-base, 8x H100 at 50% MFU (estimate)", 8 * 1200.0),
+)
+
+
+class CpuTimer:
+  """Measure process CPU time (all threads) and wall time of a block."""
+
+  def __enter__(self):
+    self.cpu, self.wall = time.process_time(), time.perf_counter()
+    return self
+
+  def __exit__(self, *exc):
+    self.cpu = time.process_time() - self.cpu
+    self.wall = time.perf_counter() - self.wall
+
+
+def make_inputs(work: str, num_notes: int, vocab_size: int) -> tuple[str, str, list[str]]:
+  """Write corpus shards of synthetic notes and train a vocabulary on them."""
+  notes = testdata.clinical_notes(num_notes, seed=7, min_lines=20, max_lines=60)
+  corpus = os.path.join(work, "corpus")
+  testdata.write_shards(corpus, notes, num_shards=8)
+  vocab_dir = os.path.join(work, "vocab")
+  vocab_train.train_vocabulary(corpus, vocab_dir, vocab_size=vocab_size, seed=0)
+  return corpus, os.path.join(vocab_dir, "spiece.model"), notes
+
+
+def run_numpy(notes: list[str], vocabulary: seqio.SentencePieceVocabulary) -> tuple[int, CpuTimer]:
+  """The numpy reference: tokenize, chunk with EOS between notes, corrupt, stack rows."""
+  raw = span_corruption.raw_length_for(LENGTHS["inputs"]).raw
+  rng = np.random.default_rng(0)
+  examples = 0
+  with CpuTimer() as timer:
+    ids = vocabulary.tokenizer.encode(notes)
+    stream = np.concatenate([np.append(np.asarray(n, np.int32), vocabulary.eos_id) for n in ids])
+    chunks = stream[:len(stream) // raw * raw].reshape(-1, raw)          # [chunks, raw]
+    for start in range(0, len(chunks), BATCH_SIZE):
+      inputs, targets = span_corruption.corrupt_numpy(
+          chunks[start:start + BATCH_SIZE], rng, vocab_size=vocabulary.vocab_size,
+          eos_id=vocabulary.eos_id)
+      batch = {"encoder_input_tokens": inputs, "decoder_target_tokens": targets,
+               "encoder_segment_ids": np.ones_like(inputs),
+               "encoder_positions": np.broadcast_to(np.arange(inputs.shape[1]), inputs.shape)}
+      examples += len(batch["encoder_input_tokens"])
+  return examples, timer
+
+
+def run_dataset(dataset: tf.data.Dataset) -> tuple[int, CpuTimer]:
+  examples = 0
+  with CpuTimer() as timer:
+    for batch in dataset:
+      examples += int(batch["encoder_input_tokens"].shape[0])
+  return examples, timer
+
+
+def seqio_from_text(pack: bool) -> tf.data.Dataset:
+  return seqio.get_dataset(TASK, LENGTHS, seqio.EncDecFeatureConverter(pack=pack),
+                           dataset_split="train", shuffle=True, seed=0, num_epochs=1,
+                           batch_size=BATCH_SIZE)
+
+
+def seqio_from_tokens(tokens: list[np.ndarray], pack: bool) -> tf.data.Dataset:
+  """The post-cache half of the task, as it runs on a `seqio_cache_tasks` cache."""
+  task = seqio.get_mixture_or_task(TASK)
+  cached = tf.data.Dataset.from_generator(
+      lambda: ({"targets": t} for t in tokens),
+      output_signature={"targets": tf.TensorSpec([None], tf.int32)}).cache()
+  for _ in cached:   # fill the in-memory cache outside the timed loop
+    pass
+  dataset = task.preprocess_postcache(cached, sequence_length=LENGTHS, seed=0)
+  converter = seqio.EncDecFeatureConverter(pack=pack)
+  return converter(dataset, LENGTHS).batch(BATCH_SIZE)
+
+
+def corruption_only(chunks: np.ndarray, vocabulary) -> tuple[float, float]:
+  """Examples per CPU-second of span corruption alone: (TF batched, numpy)."""
+  options = dict(vocab_size=vocabulary.vocab_size, eos_id=vocabulary.eos_id)
+  corrupt = tf.function(lambda x, s: span_corruption.corrupt_batch_tf(x, s, **options))
+  batches = [chunks[i:i + BATCH_SIZE] for i in range(0, len(chunks) - BATCH_SIZE + 1, BATCH_SIZE)]
+  corrupt(tf.constant(batches[0]), tf.constant([0, 0]))
+  with CpuTimer() as tf_timer:
+    for n, batch in enumerate(batches):
+      corrupt(tf.constant(batch), tf.constant([0, n]))
+  rng = np.random.default_rng(0)
+  with CpuTimer() as np_timer:
+    for batch in batches:
+      span_corruption.corrupt_numpy(batch, rng, **options)
+  count = len(batches) * BATCH_SIZE
+  return count / tf_timer.cpu, count / np_timer.cpu
+
+
+def print_row(name: str, examples: int, timer: CpuTimer, reference: float) -> float:
+  rate = examples / timer.cpu
+  print(f"{name:<52} {examples:>8d} {timer.cpu:>8.2f} {timer.wall:>8.2f} {rate:>10.0f} "
+        f"{rate / reference:>6.2f}")
+  return rate
+
+
+def main(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--notes", type=int, default=2000,
+                      help="number of synthetic notes (about 6 kB each) to run through")
+  parser.add_argument("--vocab-size", type=int, default=8000,
+                      help="pieces of the vocabulary trained on the notes")
+  args = parser.parse_args(argv)
+  tf.config.threading.set_intra_op_parallelism_threads(1)
+
+  with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as work:
+    corpus, vocab_path, notes = make_inputs(work, args.notes, args.vocab_size)
+    clinical_t5_tasks.configure(vocab_path=vocab_path, corpus_dir=corpus)
+    vocabulary = seqio.get_mixture_or_task(TASK).output_features["targets"].vocabulary
+    tokens = [np.asarray(t, np.int32) for t in vocabulary.tokenizer.encode(notes)]
+    print(f"{len(notes)} notes, {sum(map(len, tokens)) / len(notes):.0f} tokens per note, "
+          f"vocabulary {vocabulary.vocab_size} ids; inputs 512 / targets 114 from 568 raw tokens; "
+          f"batch {BATCH_SIZE}")
+    print(f"{'pipeline':<52} {'examples':>8} {'cpu s':>8} {'wall s':>8} {'ex/s/core':>10} "
+          f"{'ratio':>6}")
+
+    examples, timer = run_numpy(notes, vocabulary)
+    reference = examples / timer.cpu
+    print_row("numpy reference: tokenize+corrupt+pack", examples, timer, reference)
+    for pack in (True, False):
+      examples, timer = run_dataset(seqio_from_text(pack))
+      print_row(f"seqio task from text, pack={pack}", examples, timer, reference)
+    for pack in (True, False):
+      examples, timer = run_dataset(seqio_from_tokens(tokens, pack))
+      print_row(f"seqio task from cached tokens, pack={pack}", examples, timer, reference)
+
+    raw = span_corruption.raw_length_for(LENGTHS["inputs"]).raw
+    stream = np.concatenate([np.append(t, vocabulary.eos_id) for t in tokens])
+    chunks = stream[:len(stream) // raw * raw].reshape(-1, raw)
+    tf_rate, np_rate = corruption_only(chunks, vocabulary)
+    print(f"span corruption alone: TF {tf_rate:.0f} ex/s/core, numpy {np_rate:.0f} ex/s/core "
+          f"(ratio {tf_rate / np_rate:.2f})")
+
+  tokens_per_step = BATCH_SIZE * (LENGTHS["inputs"] + LENGTHS["targets"])
+  print(f"\ntrainer consumption at batch {BATCH_SIZE} (T5-base, {tokens_per_step} tokens/step):")
+  for name, rate in TRAINER_RATES:
+    print(f"  {name:<44} {rate:>7.0f} examples/s  {rate / BATCH_SIZE:>5.2f} steps/s")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))
