@@ -3,7 +3,7 @@
 Builds, once per test process:
   * a 1,000-piece vocabulary trained by `clinical_t5.vocab.train` on the
     vocabulary test notes (DEID tags and "\\n" are user symbols);
-  * a corpus in the corpus builder's format (train and validation shards);
+  * the corpus that `clinical_t5.corpus.build` makes of the synthetic data set;
   * small MedNLI, RadQA and CLIP files in the PhysioNet layout, for error
     cases that edit a copy of a valid file.
 """
@@ -31,14 +31,17 @@ def vocab_path(root) -> str:
   return _CACHE["vocab"]
 
 
-def corpus_dir(root) -> str:
-  """Write (once) corpus shards: 4 train shards of 240 notes, 1 validation shard of 24."""
+def corpus_dir(root, synth) -> str:
+  """Build (once) the corpus of the synthetic data set with the corpus builder, 4 train shards."""
   if "corpus" not in _CACHE:
-    from clinical_t5.vocab import testdata  # pylint: disable=g-import-not-at-top
+    from clinical_t5.corpus import build  # pylint: disable=g-import-not-at-top
     out = os.path.join(root, "corpus")
-    testdata.write_shards(out, testdata.clinical_notes(240, seed=1), num_shards=4)
-    testdata.write_shards(out, testdata.clinical_notes(24, seed=2), num_shards=1,
-                          split="validation")
+    build.build(build.BuildConfig(
+        out=out, mimic3=os.path.join(synth, "mimic-iii", "NOTEEVENTS.csv.gz"),
+        mimic4_discharge=os.path.join(synth, "mimic-iv-note", "discharge.csv.gz"),
+        mimic4_radiology=os.path.join(synth, "mimic-iv-note", "radiology.csv.gz"),
+        carevue_subjects=os.path.join(synth, "carevue_subject_ids.csv"),
+        validation_fraction=0.05, num_shards=4))
     _CACHE["corpus"] = out
   return _CACHE["corpus"]
 
@@ -122,5 +125,14 @@ def spm_path(tasks_root):
 
 
 @pytest.fixture(scope="session")
-def corpus_shards(tasks_root):
-  return corpus_dir(tasks_root)
+def corpus_shards(tasks_root, synth_dir):
+  return corpus_dir(tasks_root, synth_dir)
+
+
+@pytest.fixture()
+def configured(spm_path, corpus_shards, synth_dir):
+  """Register every task on the test vocabulary, corpus and synthetic task files."""
+  import clinical_t5_tasks  # pylint: disable=g-import-not-at-top
+  yield clinical_t5_tasks.configure(vocab_path=spm_path, corpus_dir=corpus_shards,
+                                    data_dir=str(synth_dir))
+  clinical_t5_tasks.configure()

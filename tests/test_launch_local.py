@@ -116,12 +116,13 @@ def tiny_data_env(tmp_path_factory):
 @pytest.mark.slow
 def test_local_two_process_training(tmp_path, tiny_data_env):
   # A real pretraining job: 2 processes x 2 CPU devices, 2 steps, one checkpoint.
+  import train_testlib  # pylint: disable=g-import-not-at-top
   model_dir = tmp_path / "model"
   log_dir = tmp_path / "logs"
   argv = [sys.executable, "-m", "clinical_t5.cli", "launch", "local", "--num-processes", "2",
           "--cpu-devices-per-process", "2", "--log-dir", str(log_dir), "--timeout-s", "900", "--",
-          "--gin_file=gin/experiments/test/tiny_pretrain.gin", f"--gin.MODEL_DIR='{model_dir}'",
-          "--gin.VOCAB_SIZE=1152", "--gin.TRAIN_STEPS=2", "--gin.CHECKPOINT_PERIOD=2",
+          f"--gin_file={train_testlib.TINY_PRETRAIN}", f"--gin.MODEL_DIR='{model_dir}'",
+          f"--gin.VOCAB_SIZE={train_testlib.VOCAB_SIZE}", "--gin.TRAIN_STEPS=2", "--gin.CHECKPOINT_PERIOD=2",
           "--gin.EVAL_PERIOD=None", "--gin.EVAL_STEPS=1", "--gin.LOG_PERIOD=1"]
   result = subprocess.run(argv, env=tiny_data_env, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=960, check=False)

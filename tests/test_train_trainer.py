@@ -16,7 +16,7 @@ import train_testlib
 FAST = ["BATCH_SIZE=8", "LOG_PERIOD=1", "CHECKPOINT_PERIOD=2", "EVAL_PERIOD=None",
         "DROPOUT_RATE=0.1", "NUM_PARTITIONS=2", "trainer.TrainJob.train_eval=None",
         "model_config.T5Config.num_encoder_layers=1", "model_config.T5Config.num_decoder_layers=1"]
-TOTAL_STEPS = 10
+TOTAL_STEPS = 8
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_kill_and_sigterm_resume_bitwise_equal(env, tmp_path):
 
   interrupted = tmp_path / "interrupted"
   # NOTE: a seeded draw of the interruption points, so a failure is reproducible.
-  kill_steps = sorted(random.Random(0).sample(range(2, TOTAL_STEPS - 1), 3))
+  kill_steps = sorted(random.Random(0).sample(range(2, TOTAL_STEPS - 1), 2))
   signals = [signal.SIGTERM] + [signal.SIGKILL] * (len(kill_steps) - 1)
   for step, sig in zip(kill_steps, signals):
     proc = subprocess.Popen(cmd(interrupted), env=env, cwd=train_testlib.REPO,

@@ -72,18 +72,20 @@ def train_lines(model_dir: pathlib.Path) -> list[dict]:
 
 
 def load_state(step_dir: pathlib.Path, items: Sequence[str] = ("params", "opt_state")) -> dict:
-  """Restore array items of a checkpoint as numpy (no target: saved structure)."""
+  """Restore array items of a checkpoint as numpy, in the saved structure, on one device."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  single = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   out = {}
   for item in items:
-    checkpointer = ocp.PyTreeCheckpointer()
+    checkpointer = ocp.StandardCheckpointer()
     meta = checkpointer.metadata(step_dir / item)
-    tree = getattr(meta, "tree", meta)
-    single = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=single), tree)
-    restored = checkpointer.restore(step_dir / item, restore_args=restore_args)
+    tree = getattr(meta, "item_metadata", meta)
+    tree = getattr(tree, "tree", tree)
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=single),
+                          tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))
+    restored = checkpointer.restore(step_dir / item, target)
     out[item] = jax.tree.map(np.asarray, restored)
   return out
 

@@ -71,7 +71,7 @@ class BuildConfig:
   num_shards: Optional[int] = None
   shard_size_mb: float = 200.0
   seed: int = 0
-  memory_limit: str = "512MB"
+  memory_limit: str = "256MB"
   threads: Optional[int] = None
   overwrite: bool = False
 
@@ -174,6 +174,8 @@ def _decide_mimic3(con, config: BuildConfig, stats: dict) -> None:
       stats["dropped"][stage] += count
   con.execute("CREATE OR REPLACE TABLE m3_keep AS SELECT row_id, subject_id, text_bytes "
               "FROM m3_stage WHERE stage = 'keep' ORDER BY row_id")
+  con.execute("DROP TABLE m3_stage")
+  con.execute("DROP TABLE m3")
 
 
 def _open_other(con, config: BuildConfig, source: str) -> readers.NoteTable:

@@ -79,9 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="target shard size in MB of text (10^6 bytes; default: 200)")
   output.add_argument("--seed", type=int, default=0,
                       help="seed of the patient-level validation split (default: 0)")
-  output.add_argument("--memory-limit", default="512MB",
-                      help="DuckDB memory limit, e.g. 512MB or 4GB; above it DuckDB spills "
-                      "to disk under --out (default: 512MB)")
+  output.add_argument("--memory-limit", default="256MB",
+                      help="DuckDB memory limit, e.g. 256MB or 4GB; above it DuckDB spills "
+                      "to disk under --out (default: 256MB)")
   output.add_argument("--threads", type=int,
                       help="DuckDB threads (default: the number of CPU cores)")
 

@@ -37,12 +37,12 @@ def clip_id_files(path: str) -> list[str]:
   if os.path.isfile(path):
     return [path]
   if not os.path.isdir(path):
-    raise UserError(f"--exclude-clip {path}: not found; pass the CLIP directory that holds "
+    raise UserError(f"--exclude-clip {path}: not found; pass the CLIP directory that contains "
                     "train_ids.csv, val_ids.csv and test_ids.csv")
   files = sorted(glob.glob(os.path.join(path, "*ids*.csv")))
   if not files:
     raise UserError(f"--exclude-clip {path}: no id files (*ids*.csv) found; pass the CLIP "
-                    "directory that holds train_ids.csv, val_ids.csv and test_ids.csv")
+                    "directory that contains train_ids.csv, val_ids.csv and test_ids.csv")
   return files
 
 
@@ -63,7 +63,7 @@ def radqa_files(path: str) -> list[str]:
   files = sorted(glob.glob(os.path.join(path, "*.json")))
   if not files:
     raise UserError(f"--exclude-radqa {path}: no *.json files found; pass the RadQA "
-                    "directory that holds train.json, dev.json and test.json")
+                    "directory that contains train.json, dev.json and test.json")
   return files
 
 

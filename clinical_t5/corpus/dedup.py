@@ -28,7 +28,7 @@ def check_storetimes(con: duckdb.DuckDBPyConnection, table: str, path: str, opti
                      ) -> None:
   """Raise UserError naming the first row whose STORETIME cannot be parsed."""
   rows = con.execute(
-      f"SELECT row_id FROM {table} WHERE storetime IS NOT NULL AND storetime_ts IS NULL "
+      f"SELECT row_id FROM {table} WHERE NOT storetime_empty AND storetime_ts IS NULL "
       "ORDER BY row_id LIMIT 1").fetchall()
   if rows:
     raise UserError(f"{option} {path}: ROW_ID {rows[0][0]} has a STORETIME that is not "
@@ -38,7 +38,7 @@ def check_storetimes(con: duckdb.DuckDBPyConnection, table: str, path: str, opti
 def keep_flags_sql(table: str) -> str:
   """Return a query of (row_id, keep) over the rows of `table` that reach dedup.
 
-  `table` needs columns row_id, subject_id, charttime, storetime, storetime_ts,
+  `table` needs columns row_id, subject_id, charttime, storetime_empty, storetime_ts,
   category, cgid, iserror, junk (empty values as NULL).
   """
   group = "PARTITION BY charttime, subject_id, category, cgid"
@@ -51,7 +51,7 @@ def keep_flags_sql(table: str) -> str:
     FROM (
       SELECT row_id, charttime, cgid,
              count(*) OVER ({group}) AS size,
-             bool_or(storetime IS NULL) OVER ({group}) AS any_storetime_null,
+             bool_or(storetime_empty) OVER ({group}) AS any_storetime_null,
              row_number() OVER ({group} ORDER BY storetime_ts DESC NULLS LAST, row_id DESC)
                AS rank
       FROM {table}
@@ -70,13 +70,13 @@ def metadata_sql(table: readers.NoteTable, junk_sql: str) -> str:
     SELECT TRY_CAST({c('id')} AS BIGINT) AS row_id,
            TRY_CAST({c('subject')} AS BIGINT) AS subject_id,
            {empty_to_null(c('charttime'))} AS charttime,
-           {empty_to_null(c('storetime'))} AS storetime,
+           {empty_to_null(c('storetime'))} IS NULL AS storetime_empty,
            try_strptime({empty_to_null(c('storetime'))}, '{STORETIME_FORMAT}') AS storetime_ts,
            {c('category')} AS category,
            {empty_to_null(c('cgid'))} AS cgid,
            coalesce(TRIM({c('iserror')}) = '1', false) AS iserror,
            {junk_sql} AS junk,
-           coalesce(strlen({c('text')}), 0) AS text_bytes,
+           CAST(coalesce(strlen({c('text')}), 0) AS INTEGER) AS text_bytes,
            {c('id')} IS NULL OR TRY_CAST({c('id')} AS BIGINT) IS NULL AS bad_id,
            {c('subject')} IS NULL OR TRY_CAST({c('subject')} AS BIGINT) IS NULL AS bad_subject
     FROM {table.relation}"""

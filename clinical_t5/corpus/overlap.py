@@ -1,6 +1,6 @@
 """The MIMIC-III / MIMIC-IV overlap rule and the CareVue subject list it needs.
 
-MIMIC-IV-Note holds the discharge summaries and radiology reports of patients
+MIMIC-IV-Note contains the discharge summaries and radiology reports of patients
 admitted from 2008 on, who are also MIMIC-III's MetaVision-era patients. When
 both databases go into one corpus, MIMIC-III keeps:
 

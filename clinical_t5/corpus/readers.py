@@ -45,7 +45,7 @@ MIMIC4_COLUMNS = {"id": "note_id", "subject": "subject_id", "category": "note_ty
 CSV_OPTIONS = ("header=true, auto_detect=false, delim=',', quote='\"', escape='\"', "
                "buffer_size=4194304")
 # NOTE: rows of this many Arrow records go from DuckDB to Python at a time; about
-# 8 MB of text at MIMIC-III's average note length of 2 kB.
+# 8 MB of text at MIMIC-III's average note length of about 2 kB.
 BATCH_ROWS = 4096
 
 

@@ -131,6 +131,8 @@ def run_bindings(spec: sweep.RunSpec, task_name: str, lengths: dict[str, int],
   ]
   if config.batch_size is not None:
     bindings.append(f"BATCH_SIZE = {config.batch_size}")
+  if config.eval_examples is not None:
+    bindings.append(f"infer_eval/train_config.DatasetConfig.num_examples = {config.eval_examples}")
   return bindings + list(config.bindings) + list(spec.checkpoint.bindings)
 
 
@@ -162,6 +164,7 @@ def finetune_and_test(spec: sweep.RunSpec) -> sweep.RunOutcome:
       "EVAL_SPLIT = 'test'",
       f"TASK_FEATURE_LENGTHS = {lengths!r}",
       f"EVAL_OUTPUT_DIR = {os.path.join(spec.run_dir, 'test')!r}",
+      f"EVALUATOR_NUM_EXAMPLES = {config.eval_examples!r}",
   ])
   if task_name not in test:
     raise RuntimeError(f"test evaluation returned no metrics for {task_name}")

@@ -13,6 +13,8 @@ Relative paths are resolved against the directory of the config file.
   gin_files = []                     # optional: extra gin files for every run
   bindings = ["LEARNING_RATE = 1e-3"] # optional: extra gin bindings for every run
   batch_size = 16                    # optional: BATCH_SIZE of every run
+  eval_examples = 32                 # optional: decode only the first N validation/test
+                                     # examples (smoke tests; scores are then not comparable)
   [feature_lengths]                  # optional: tokens per task (defaults in finetune_run.py)
   mednli = {inputs = 128, targets = 8}
 
@@ -43,7 +45,7 @@ from clinical_t5.experiment import taskinfo
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TOP_KEYS = {"data_dir", "out_dir", "tasks", "fractions", "seeds", "checkpoints", "train_steps",
              "eval_period", "gin_files", "bindings", "batch_size", "feature_lengths",
-             "description"}
+             "eval_examples", "description"}
 _CHECKPOINT_KEYS = {"name", "path", "hf", "vocab", "gin_files", "bindings"}
 
 
@@ -81,6 +83,8 @@ class SweepConfig:
   out_dir: Optional[str] = None
   # {task: {"inputs": n, "targets": m}} for tasks whose default lengths are overridden.
   feature_lengths: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+  # Decode only this many validation and test examples; None decodes the whole split.
+  eval_examples: Optional[int] = None
 
   @property
   def num_runs(self) -> int:
@@ -269,6 +273,7 @@ def parse_sweep_config(data: dict[str, Any], *, source: str, base_dir: str) -> S
       batch_size=_positive_int(data, "batch_size", source, None), gin_files=gin_files,
       bindings=_string_list(data, "bindings", source),
       feature_lengths=_check_feature_lengths(data, source),
+      eval_examples=_positive_int(data, "eval_examples", source, None),
       out_dir=None if out_dir is None else _resolve(base_dir, out_dir))
 
 

@@ -48,3 +48,21 @@ def random_params(cfg: config_lib.T5Config, seed: int = 0) -> dict[str, Any]:
       lambda path, leaf: _draw("/".join(str(getattr(k, "key", k)) for k in path),
                                tuple(leaf.shape), cfg, rng),
       abstract)
+
+
+def decodable_params(cfg: config_lib.T5Config, seed: int = 0) -> dict[str, Any]:
+  """Random params whose greedy outputs vary and sometimes end in EOS (id 1).
+
+  Plain random T5 weights decode degenerately: a tied head mostly returns the
+  input token (the residual stream is dominated by its embedding) and EOS is
+  rare. Larger sublayer outputs and a larger EOS logit make decoding tests
+  exercise token choice and EOS handling.
+  """
+  params = random_params(cfg, seed)
+  if cfg.tie_word_embeddings:
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: x * 8.0 if getattr(path[-1], "key", None) in ("wo", "out") else x, params)
+    params["token_embedder"]["embedding"][1] *= 2.0
+  else:
+    params["decoder"]["logits_dense"][:, 1] *= 3.0
+  return params

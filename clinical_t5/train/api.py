@@ -20,6 +20,7 @@ import hashlib
 import os
 from typing import Sequence
 
+from clinical_t5 import fileio
 from clinical_t5.train import gin_utils
 
 
@@ -34,9 +35,9 @@ def _run_metadata(gin_files: Sequence[str]) -> dict:
   """Provenance stored in every checkpoint's metadata item."""
   meta = {"gin_files": list(gin_files), "vocab_path": os.environ.get("CLINICAL_T5_VOCAB")}
   corpus_dir = os.environ.get("CLINICAL_T5_CORPUS_DIR")
-  manifest = os.path.join(corpus_dir, "manifest.json") if corpus_dir else None
-  if manifest and os.path.isfile(manifest):
-    with open(manifest, "rb") as f:
+  manifest = fileio.join(corpus_dir, "manifest.json") if corpus_dir else None
+  if manifest and fileio.exists(manifest):
+    with fileio.open(manifest, "rb") as f:
       meta["corpus_manifest_sha256"] = hashlib.sha256(f.read()).hexdigest()
   return meta
 

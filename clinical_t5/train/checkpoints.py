@@ -31,6 +31,7 @@ from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
+from clinical_t5 import fileio
 from clinical_t5.errors import UserError
 from clinical_t5.train.config import CheckpointConfig
 
@@ -41,28 +42,29 @@ ORBAX_METADATA = "_CHECKPOINT_METADATA"
 
 
 def step_dir(model_dir: str, step: int) -> str:
-  return os.path.join(model_dir, f"{STEP_PREFIX}_{step}")
+  return fileio.join(model_dir, f"{STEP_PREFIX}_{step}")
 
 
 def is_complete(path: str) -> bool:
   """True when a step directory has orbax's commit marker and every item."""
-  if not os.path.isdir(path):
+  if not fileio.isdir(path):
     return False
-  names = set(os.listdir(path))
+  names = {name.rstrip("/") for name in fileio.listdir(path)}
   return COMMIT_MARKER in names and ORBAX_METADATA in names and set(ITEMS) <= names
 
 
 def list_steps(model_dir: str) -> list[tuple[int, bool]]:
   """[(step, complete)] of `checkpoint_<int>` directories, ascending; temp dirs excluded."""
-  if not os.path.isdir(model_dir):
+  if not fileio.isdir(model_dir):
     return []
   steps = []
-  for name in os.listdir(model_dir):
+  for name in fileio.listdir(model_dir):
+    name = name.rstrip("/")
     prefix = f"{STEP_PREFIX}_"
     if not name.startswith(prefix) or not name[len(prefix):].isdigit():
       continue
     step = int(name[len(prefix):])
-    steps.append((step, is_complete(os.path.join(model_dir, name))))
+    steps.append((step, is_complete(fileio.join(model_dir, name))))
   return sorted(steps)
 
 
@@ -84,7 +86,11 @@ def set_aside_incomplete_steps(model_dir: str, after_step: Optional[int]) -> lis
     src = step_dir(model_dir, step)
     dst = f"{src}.incomplete-{int(time.time())}"
     if jax.process_index() == 0:
-      os.rename(src, dst)
+      if fileio.is_remote(src):
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        tf.io.gfile.rename(src, dst)
+      else:
+        os.rename(src, dst)
     logging.warning("checkpoint %s is incomplete (no commit marker or a missing item); "
                     "renamed to %s and not restored", src, dst)
     moved.append(dst)
@@ -95,7 +101,7 @@ class CheckpointManager:
   """Save and restore training state in MODEL_DIR (a thin adapter over orbax)."""
 
   def __init__(self, model_dir: str, config: CheckpointConfig):
-    self.model_dir = os.path.abspath(model_dir)
+    self.model_dir = model_dir if fileio.is_remote(model_dir) else os.path.abspath(model_dir)
     self.config = config
     best_fn = None
     if config.best_metric is not None:
@@ -197,7 +203,7 @@ class CheckpointManager:
 
 def read_json_item(path: str, item: str) -> dict:
   """One JSON item (model_config, metadata, data_iterator) of a checkpoint directory."""
-  if not os.path.isdir(os.path.join(path, item)):
+  if not fileio.isdir(fileio.join(path, item)):
     raise UserError(f"checkpoint {path} has no {item} item; it was not written by clinical-t5 "
                     "training or import-hf")
   checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())

@@ -41,9 +41,11 @@ def initialize(coordinator_address: Optional[str] = None, process_count: Optiona
                process_index: Optional[int] = None) -> None:
   """Call jax.distributed.initialize once, when a multi-process run is configured."""
   global _initialized
-  if _initialized:
-    return
   import jax  # pylint: disable=g-import-not-at-top
+  if _initialized or jax.distributed.is_initialized():
+    # A launcher (or an earlier call) already connected this process.
+    _initialized = True
+    return
   address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
   count = process_count if process_count is not None else _env_int("JAX_PROCESS_COUNT")
   index = process_index if process_index is not None else _env_int("JAX_PROCESS_INDEX")
@@ -55,8 +57,9 @@ def initialize(coordinator_address: Optional[str] = None, process_count: Optiona
     if not 0 <= index < count:
       raise UserError(f"process index {index} is outside 0..{count - 1}")
     logging.info("distributed: process %d of %d, coordinator %s", index, count, address)
+    # NOTE: explicit settings win; JAX's own SLURM/MPI detection would override them.
     jax.distributed.initialize(coordinator_address=address, num_processes=count,
-                               process_id=index)
+                               process_id=index, cluster_detection_method="deactivate")
   elif os.environ.get("CLINICAL_T5_DISTRIBUTED") == "auto" or _on_tpu_pod():
     logging.info("distributed: automatic set-up (TPU pod, SLURM or Open MPI)")
     jax.distributed.initialize()

@@ -22,6 +22,7 @@ from absl import logging
 import flax.linen as nn
 import jax
 
+from clinical_t5 import fileio
 from clinical_t5.errors import UserError
 from clinical_t5.fileio import atomic_write
 from clinical_t5.train import checkpoints as ckpt_lib
@@ -58,7 +59,7 @@ def resolve_checkpoint(path: str) -> str:
   latest = ckpt_lib.latest_complete_step(path)
   if latest is not None:
     return ckpt_lib.step_dir(path, latest)
-  if os.path.isdir(path) and os.path.isdir(os.path.join(path, "params")):
+  if fileio.isdir(fileio.join(path, "params")):
     return path   # a model checkpoint written by import-hf or save_checkpoint
   raise UserError(f"no complete checkpoint at {path}; pass a checkpoint_<step> directory or "
                   "a MODEL_DIR that holds one (CHECKPOINT_PATH)")
@@ -94,7 +95,7 @@ def evaluate_checkpoint(job: EvalJob) -> dict[str, dict[str, float]]:
     results = evaluator.evaluate(params, predictor, step)
   if job.output_dir and jax.process_index() == 0:
     record = {"checkpoint": path, "step": step, "split": job.dataset.split, "metrics": results}
-    with atomic_write(os.path.join(job.output_dir, "metrics.json")) as f:
+    with atomic_write(fileio.join(job.output_dir, "metrics.json")) as f:
       json.dump(record, f, indent=2)
   return results
 
@@ -129,7 +130,7 @@ def infer_checkpoint(job: InferJob) -> dict:
     examples = examples.take(job.dataset.num_examples)
   start = time.perf_counter()
   name = f"{job.dataset.mixture_or_task_name}-{job.dataset.split}-predictions.jsonl"
-  out_path = os.path.join(job.output_dir, name)
+  out_path = fileio.join(job.output_dir, name)
   count = 0
   max_length = job.infer.max_decode_length or lengths["targets"]
   with atomic_write(out_path) as f:

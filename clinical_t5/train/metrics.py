@@ -32,6 +32,8 @@ from absl import logging
 import jax
 import numpy as np
 
+from clinical_t5 import fileio
+
 # Peak dense BF16 FLOP/s per chip (vendor datasheets: NVIDIA A100/H100/H200,
 # Google Cloud TPU v3/v4/v5e/v5p pages). Matched as substrings of device_kind.
 PEAK_FLOPS: tuple[tuple[str, float], ...] = (
@@ -94,16 +96,16 @@ class MetricsWriter:
 
   def __init__(self, model_dir: str):
     self._enabled = jax.process_index() == 0
-    self._path = os.path.join(model_dir, "metrics.jsonl")
+    self._path = fileio.join(model_dir, "metrics.jsonl")
     self._tb: dict[str, Any] = {}
     self._model_dir = model_dir
     if self._enabled:
-      os.makedirs(model_dir, exist_ok=True)
+      fileio.makedirs(model_dir)
 
   def _writer(self, name: str):
     if name not in self._tb:
       from clu import metric_writers  # pylint: disable=g-import-not-at-top
-      self._tb[name] = metric_writers.SummaryWriter(os.path.join(self._model_dir, name))
+      self._tb[name] = metric_writers.SummaryWriter(fileio.join(self._model_dir, name))
     return self._tb[name]
 
   def write(self, step: int, scalars: Mapping[str, float], *, split: Optional[str] = None,
@@ -117,7 +119,8 @@ class MetricsWriter:
       record["split"] = split
     record.update(extra or {})
     record.update(clean)
-    with open(self._path, "a", encoding="utf-8") as f:
+    # NOTE: appending to a bucket object rewrites it; fine at one line per log period.
+    with fileio.open(self._path, "a", encoding="utf-8") as f:
       f.write(json.dumps(record, allow_nan=True) + "\n")
     writer = self._writer("train" if split is None else "eval")
     prefix = "" if split is None else f"{record.get('task', split)}/"

@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from clinical_t5 import fileio
 from clinical_t5.errors import UserError
 from clinical_t5.train import checkpoints as ckpt_lib
 from clinical_t5.train import data as data_lib
@@ -100,7 +101,8 @@ class Trainer:
   def __init__(self, job: TrainJob):
     self.job = job
     self.cfg = job.train
-    self.model_dir = os.path.abspath(self.cfg.model_dir)
+    model_dir = self.cfg.model_dir
+    self.model_dir = model_dir if fileio.is_remote(model_dir) else os.path.abspath(model_dir)
     self.writer = metrics_lib.MetricsWriter(self.model_dir)
     self.timings: dict[str, float] = {}
     self.last_eval: Optional[tuple[int, dict]] = None
@@ -137,13 +139,13 @@ class Trainer:
     logging.info("model: %s parameters, config %s", f"{count:,}", self.job.model_config)
     if jax.process_index() != 0:
       return
-    os.makedirs(self.model_dir, exist_ok=True)
+    fileio.makedirs(self.model_dir)
     lines = [f"# {count:,} parameters; mesh {dict(self.partitioner.mesh.shape)}"]
     flat_params = jax.tree_util.tree_flatten_with_path(self.abstract_params)[0]
     flat_specs = jax.tree.leaves(self.param_specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
     for (path, leaf), spec in zip(flat_params, flat_specs):
       lines.append(f"{jax.tree_util.keystr(path)}\t{tuple(leaf.shape)}\t{leaf.dtype}\t{spec}")
-    with open(os.path.join(self.model_dir, "model-info.txt"), "w", encoding="utf-8") as f:
+    with fileio.open(fileio.join(self.model_dir, "model-info.txt"), "w", encoding="utf-8") as f:
       f.write("\n".join(lines) + "\n")
 
   def _with_shardings(self, abstract: Any, shardings: Any) -> Any:
@@ -155,7 +157,7 @@ class Trainer:
     _phase(4, "initial state")
     start = time.perf_counter()
     if jax.process_index() == 0:
-      os.makedirs(self.model_dir, exist_ok=True)
+      fileio.makedirs(self.model_dir)
     latest = ckpt_lib.latest_complete_step(self.model_dir)
     ckpt_lib.set_aside_incomplete_steps(self.model_dir, latest)
     if jax.process_count() > 1:
@@ -195,7 +197,7 @@ class Trainer:
   def _load_initial_params(self, abstract_params: Any) -> Any:
     from clinical_t5.model import checkpoint as model_ckpt  # pylint: disable=g-import-not-at-top
     path = self.cfg.initial_checkpoint_path
-    if not os.path.exists(path):
+    if not fileio.exists(path):
       raise UserError(f"INITIAL_CHECKPOINT_PATH {path} does not exist; pass a checkpoint "
                       "directory written by training or by `clinical-t5 import-hf`")
     from clinical_t5.train import inference  # pylint: disable=g-import-not-at-top
@@ -422,7 +424,7 @@ def train(job: TrainJob) -> dict:
   state = trainer.initial_state()
   total = trainer.total_steps(state.step)
   if jax.process_index() == 0 and job.operative_config:
-    with open(os.path.join(trainer.model_dir, "config.gin"), "w", encoding="utf-8") as f:
+    with fileio.open(fileio.join(trainer.model_dir, "config.gin"), "w", encoding="utf-8") as f:
       f.write(job.operative_config)
     trainer.writer.write_text(state.step, "config", job.operative_config)
   preemption = _Preemption(job.checkpoint.save_on_preemption)

@@ -17,9 +17,8 @@ from typing import Any, Union
 from clinical_t5.errors import UserError
 
 MODEL_FILENAME = "spiece.model"
-# NOTE: 128 matches T5's padding of its 32,100-id vocabulary to 32,128
-# embedding rows; a multiple of 128 keeps the vocab dimension shardable and
-# aligned to TPU/GPU tiles.
+# NOTE: 128 matches T5, which pads its 32,100 ids to 32,128 embedding rows.
+# A multiple of 128 keeps the vocab dimension shardable and aligned to TPU/GPU tiles.
 VOCAB_PADDING_MULTIPLE = 128
 DEFAULT_EXTRA_IDS = 100
 

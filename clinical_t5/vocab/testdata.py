@@ -93,7 +93,7 @@ def _tag(rng: random.Random) -> str:
 
 
 def _sentence(rng: random.Random) -> str:
-  """Return one sentence drawn from a dozen clinical templates."""
+  """Return one sentence drawn from thirteen clinical templates."""
   kind = rng.randrange(13)
   if kind == 0:
     return (f"{rng.choice(_PEOPLE)} {rng.choice(_VERBS)} {rng.choice(_DRUGS)} {rng.randint(1, 100)} "

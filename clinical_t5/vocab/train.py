@@ -4,9 +4,9 @@
   # vocab/spiece.model   the SentencePiece model (T5 ids: pad=0, eos=1, unk=2, no BOS)
   # vocab/spiece.vocab   one `piece<TAB>score` per line (see `write_vocab_file`)
   # vocab/vocab_info.json  options, corpus manifest sha256, counts
-  info["counts"]["trainer_skipped_too_long"]  # always 0, or training fails
+  info["counts"]["trainer_skipped"]  # always 0, or training fails
 
-Four SentencePiece traps are closed here:
+Five SentencePiece traps are closed here:
 - Lines longer than `max_sentence_length` bytes are dropped by SentencePiece
   with only a log line. Notes are split at line boundaries and long lines are
   split again below the limit (`split_note`). The trainer's own log is then
@@ -27,9 +27,9 @@ Four SentencePiece traps are closed here:
   produce sets `max_score` to 0, so every user-defined piece scores -0.1 and
   always beats a split.
 - Pieces that are powers of one word (`__`, `___`, `000`) tie in any order
-  on a long run (`__` + `___` or `___` + `__`), and SentencePiece 0.2.2,
-  tf_text 2.21 and Hugging Face break such ties differently, so seqio's
-  Python and TensorFlow encoders would disagree. `mark_periodic_pieces_unused`
+  on a long run (`__` + `___` or `___` + `__`). SentencePiece 0.2.2, tf_text
+  2.21 and Hugging Face break such ties differently, so seqio's Python and
+  TensorFlow encoders would disagree. `mark_periodic_pieces_unused`
   keeps one piece per repeated word (the word itself when it is a piece) and
   marks the others UNUSED, which every encoder skips. Whitespace-only pieces
   (`▁▁▁`) are off for the same reason.
@@ -113,8 +113,8 @@ class VocabConfig:
         raise UserError(f"user symbol {symbol!r} clashes with a T5 sentinel name (<extra_id_N>), "
                         "which seqio and Hugging Face append after the vocabulary; rename it")
       if symbol.startswith(SPACE_SYMBOL):
-        raise UserError(f"user symbol {symbol!r} starts with U+2581; give it without, the "
-                        "space-prefixed form is added automatically")
+        raise UserError(f"user symbol {symbol!r} starts with U+2581; pass it without U+2581 "
+                        "because the space-prefixed form is added automatically")
 
     minimum = 3 + NUM_BYTE_PIECES + len(user_defined_symbols(self.extra_user_symbols)) + 2
     if self.vocab_size < minimum:
@@ -243,7 +243,7 @@ class SentenceFeed:
 def reservoir_sample(items: Iterator[str], size: int, seed: int) -> list[str]:
   """Return a uniform sample of `size` items (all, in order, when there are fewer).
 
-  Memory holds at most `size` items however long `items` is (Algorithm R).
+  Memory stays at `size` items however long `items` is (Algorithm R).
   """
   rng = random.Random(seed)
   sample = []
@@ -506,9 +506,9 @@ def train_vocabulary(corpus_dir: str, out_dir: str, *, vocab_size: int = 32000,
   """Train a unigram vocabulary on every `*.tfrecord*` shard of `corpus_dir`.
 
   Writes `spiece.model`, `spiece.vocab` and `vocab_info.json` into `out_dir`
-  atomically and returns the vocab_info dict. Raises UserError on bad input
-  (no shards, no text, a vocabulary size the corpus cannot fill, a user
-  symbol named like a sentinel); then nothing is written.
+  atomically and returns the vocab_info dict. Bad input raises UserError and
+  writes nothing: no shards, no text, a vocabulary size the corpus cannot
+  fill, or a user symbol named like a sentinel.
   """
   config = VocabConfig(vocab_size=vocab_size, lowercase=lowercase,
                        input_sentence_size=input_sentence_size, seed=seed,
