@@ -58,18 +58,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "(default: demo_out)")
   parser.add_argument("--fresh", action="store_true",
                       help="delete OUT first and run every stage again")
-  parser.add_argument("--pretrain-steps", type=int, default=300,
-                      help="span-corruption pretraining steps (default 300)")
-  parser.add_argument("--finetune-steps", type=int, default=300,
-                      help="finetuning steps per task (default 300)")
+  parser.add_argument("--pretrain-steps", type=int, default=200,
+                      help="span-corruption pretraining steps (default 200)")
+  parser.add_argument("--finetune-steps", type=int, default=150,
+                      help="finetuning steps per task (default 150)")
   parser.add_argument("--seed", type=int, default=0, help="seed of the data and of training")
 
 
 def estimate_seconds(pretrain_steps: int, finetune_steps: int) -> float:
   """Return the expected wall time of a fresh demo on 2 CPU cores."""
   scaled = dict(STAGE_SECONDS)
-  scaled["pretrain"] *= pretrain_steps / 300
-  scaled["finetune"] *= finetune_steps / 300
+  scaled["pretrain"] *= pretrain_steps / 200
+  scaled["finetune"] *= finetune_steps / 150
   return sum(scaled.values())
 
 

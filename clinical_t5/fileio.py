@@ -260,6 +260,8 @@ def atomic_output_dir(path: str, overwrite: bool = False) -> Iterator[str]:
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
+  # NOTE: mkdtemp creates mode 0700; give the output the mode a plain mkdir would.
+  os.chmod(tmp, 0o777 & ~_current_umask())
   old = None
   if os.path.exists(path):
     old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
@@ -268,6 +270,12 @@ def atomic_output_dir(path: str, overwrite: bool = False) -> Iterator[str]:
   os.rename(tmp, path)
   if old is not None:
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _current_umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 @contextlib.contextmanager
@@ -286,6 +294,8 @@ def atomic_write(path: str, mode: str = "w", **open_kwargs) -> Iterator:
   try:
     with builtins.open(tmp, mode, **open_kwargs) as f:
       yield f
+    # NOTE: mkstemp creates mode 0600; give the file the mode a plain open would.
+    os.chmod(tmp, 0o666 & ~_current_umask())
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):

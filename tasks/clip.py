@@ -10,12 +10,12 @@ not a SentencePiece piece, so the window does not depend on the vocabulary.
 A sentence longer than half the window is cut to its first half-window words.
 The window is shifted, not shrunk, at the start and end of a document.
 
-Example with a 6-word window, sentence 2 of a document of 3 sentences:
+Example with a 10-word window, for the last sentence of an 11-word document:
 
   words   Follow up . | Call Dr. [Name] today . | Vitals stable .
-  inputs  "up . Call Dr. [Name] today ; Call Dr. [Name] today ."
-           (the window shifts left when it would run past the end)
-  targets "Appointment-related followup, Case-specific instructions for patient"
+  inputs  "up . Call Dr. [Name] today . Vitals stable . ; Vitals stable ."
+          (centred it would run 4 words past the end, so it shifts left)
+  targets ""                     (the sentence has no label)
 """
 
 import itertools

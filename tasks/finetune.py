@@ -22,10 +22,6 @@ from clinical_t5_tasks import settings as settings_lib
 
 SPLITS = ("train", "validation", "test")
 
-# NOTE: each fine-tuning split fits in memory (CLIP, the largest, has about
-# 107k sentences), so a buffer of 10k examples shuffles most of an epoch.
-SHUFFLE_BUFFER_SIZE = 10_000
-
 Example = dict[str, str]
 LoadFn = Callable[[settings_lib.TaskSettings, str, int], list[Example]]
 
@@ -68,7 +64,7 @@ def make_task(name: str, *, load_examples: LoadFn, keys: Sequence[str],
       preprocessors=preprocessors.make_finetuning_preprocessors(name),
       postprocess_fn=postprocess_fn,
       metric_fns=list(metric_fns),
-      shuffle_buffer_size=SHUFFLE_BUFFER_SIZE,
+      shuffle_buffer_size=task_settings.shuffle_buffer,
   )
 
 

@@ -86,4 +86,5 @@ def make_task(task_settings: settings_lib.TaskSettings,
                             t5_mask_layout=task_settings.t5_mask_layout, **corruption),
       ],
       metric_fns=[],
+      shuffle_buffer_size=task_settings.shuffle_buffer,
   )

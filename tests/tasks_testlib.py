@@ -134,5 +134,5 @@ def configured(spm_path, corpus_shards, synth_dir):
   """Register every task on the test vocabulary, corpus and synthetic task files."""
   import clinical_t5_tasks  # pylint: disable=g-import-not-at-top
   yield clinical_t5_tasks.configure(vocab_path=spm_path, corpus_dir=corpus_shards,
-                                    data_dir=str(synth_dir))
+                                    data_dir=str(synth_dir), shuffle_buffer_size=64)
   clinical_t5_tasks.configure()

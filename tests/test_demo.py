@@ -37,9 +37,9 @@ def test_stages_skip_complete_ones():
 
 
 def test_estimate_scales_with_steps():
-  base = demo.estimate_seconds(300, 300)
+  base = demo.estimate_seconds(200, 150)
   assert base < 15 * 60
-  assert demo.estimate_seconds(600, 300) == pytest.approx(base + demo.STAGE_SECONDS["pretrain"])
+  assert demo.estimate_seconds(400, 150) == pytest.approx(base + demo.STAGE_SECONDS["pretrain"])
 
 
 def test_summary_markdown(tmp_path, synth_dir):

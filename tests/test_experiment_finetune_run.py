@@ -1,8 +1,8 @@
 """End-to-end sweep through the real trainer: 2 checkpoints × MedNLI × 2 fractions × 2 seeds.
 
-A first sweep is killed with SIGKILL in the middle of its second run; the
-second sweep redoes that run from a clean directory and finishes the rest; a
-third sweep skips all eight runs. The model is tiny and trains 4 steps, so the
+A first sweep is killed with SIGKILL in the middle of its second run. The
+second sweep redoes that run from a clean directory and finishes the rest, and
+a third sweep skips all eight runs. The model is tiny and trains 4 steps, so the
 scores mean nothing: the test checks the bookkeeping and the report.
 """
 
@@ -95,7 +95,8 @@ def test_sweep_killed_resumed_and_reported(tmp_path, synth_dir, capsys):
     assert "accuracy" in row["validation"]
 
   report_md = (out / "report" / "report.md").read_text()
-  assert "| a |" in report_md and "| b |" in report_md
+  assert "| a |" in report_md
+  assert "| b |" in report_md
   assert "MedNLI Acc by training fraction" in report_md
   assert (out / "report" / "figure4.png").stat().st_size > 0
   with open(out / "report" / "fraction_table.csv", encoding="utf-8") as f:

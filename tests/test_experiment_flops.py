@@ -10,7 +10,7 @@ from clinical_t5.experiment import flops
 
 
 def test_t5_base_params_match_paper():
-  # The paper (Table 1) lists T5-Base as 220M; the stored model has 222,903,552.
+  # Lehman et al. (Table 1) list T5-Base as 220M; the stored model has 222,903,552.
   shape = flops.NAMED_SHAPES["t5_1_0_base"]
   assert flops.count_params(shape) == 222_903_552
   assert abs(flops.count_params(shape) / 220e6 - 1) < 0.02

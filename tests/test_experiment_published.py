@@ -57,7 +57,7 @@ def test_low_resource_values():
         assert published.lookup(model, column.task, column.metric, fraction) is not None
 
 
-def test_clinical_t5_base_ckpt_only_in_table2_for_clip():
+def test_lookup_prefers_table10_and_misses():
   hit = published.lookup("Clinical-T5-Base-Ckpt", "clip", "micro_f1")
   assert hit.table == "Table 10"
   assert published.lookup("No-Such-Model", "clip", "micro_f1") is None

@@ -211,8 +211,8 @@ def train_flops_per_sequence(shape: ModelShape, input_length: int, target_length
 def inference_flops_per_sequence(shape: ModelShape, input_length: int, target_length: int) -> float:
   """Return the forward FLOPs of one pair, the cost of scoring it or decoding it with a KV cache."""
   # NOTE: greedy decoding with a KV cache does the same matmuls as one
-  # teacher-forced forward pass; beam search multiplies the decoder part by the
-  # beam count, which this estimate leaves out.
+  # teacher-forced forward pass. Beam search multiplies the decoder part by the
+  # beam count, and this estimate leaves that out.
   return sum(forward_flops(shape, input_length, target_length).values())
 
 

@@ -1,6 +1,6 @@
 """The published results of Lehman et al., "Do We Still Need Clinical Language Models?" (CHIL 2023).
 
-`published_results.csv` (next to this module) holds one row per number:
+`published_results.csv` (next to this module) contains one row per number:
 
   table,model,task,metric,fraction,mean,std,note
   Table 7,Clinical-T5-Large,mednli,accuracy,1.0,0.872,0.008,

@@ -16,7 +16,8 @@ Input rows are `ResultsDB.rows()` dicts; only `status == "done"` rows count:
   figure4.png          Figure-4-style score vs training fraction, one panel per task
   figure4_<task>.png   the same panel alone
 
-With `with_published`, the paper's numbers (see `published.py`) appear beside
+With `with_published`, the numbers of Lehman et al. (CHIL 2023, see
+`published.py`) appear beside
 ours: its models as extra rows of each table, its low-resource models as
 dashed lines and its in-context-learning baselines as dotted horizontal lines.
 """
@@ -63,8 +64,8 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> dict[CellKey, Cell]:
 
   cells = {}
   for key, scores in values.items():
-    # NOTE: sample standard deviation (n - 1); the paper does not say which
-    # estimator its "± std" over 3 seeds uses.
+    # NOTE: sample standard deviation (n - 1). Lehman et al. do not say which
+    # estimator their "± std" over 3 seeds uses.
     std = statistics.stdev(scores) if len(scores) > 1 else None
     cells[key] = Cell(mean=statistics.fmean(scores), std=std, n=len(scores))
   return cells

@@ -5,7 +5,8 @@
   # and prints report.md
 
 SWEEP is a sweep's output directory (holding results.sqlite) or the SQLite file
-itself. Without SWEEP, `--with-published` writes the paper's numbers alone.
+itself. Without SWEEP, `--with-published` writes the published numbers of Lehman et al.
+(CHIL 2023) alone.
 """
 
 import argparse

@@ -126,7 +126,9 @@ class SeqioEvaluator:
       for index, batch in _enumerated_batches(ds, self._infer.batch_size):
         length = max_length or batch["decoder_target_tokens"].shape[1]
         tokens = predictor.predict(params, batch, int(length))
-        out.extend((int(i), _strip_after_eos(row)) for i, row in zip(index, tokens))
+        # NOTE: full padded rows: seqio stacks them into one array and its
+        # vocabulary decode stops at EOS.
+        out.extend((int(i), row.tolist()) for i, row in zip(index, tokens))
       return out
 
     def score_fn(ds) -> Sequence[tuple[int, float]]:
