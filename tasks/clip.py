@@ -2,8 +2,8 @@
 
 Each sentence of a document becomes one example. The input is a window of
 `clip_window_words` (default 256) CLIP word tokens centred on the sentence,
-then " ; ", then the sentence; the target is its label names without the
-"I-" prefix, sorted and joined by ", " (the empty string when it has none).
+then " ; ", then the sentence. The target is the sentence's label names
+without the "I-" prefix, sorted and joined by ", " (empty when it has none).
 
 "Token" here is CLIP's own word token (the NLTK tokens of `sentence_level.csv`),
 not a SentencePiece piece, so the window does not depend on the vocabulary.

@@ -47,7 +47,7 @@ def examples_to_dataset(examples: Sequence[Example], keys: Sequence[str]) -> tf.
 def make_task(name: str, *, load_examples: LoadFn, keys: Sequence[str],
               task_settings: settings_lib.TaskSettings, vocabulary: seqio.Vocabulary,
               percent: int, metric_fns: Sequence[Callable], postprocess_fn: Callable) -> seqio.Task:
-  """Build a fine-tuning Task whose training split holds the fixed `percent`% subset."""
+  """Build a fine-tuning Task whose training split is the fixed `percent`% subset."""
 
   def dataset_fn(split: str, shuffle_files: bool, seed=None) -> tf.data.Dataset:
     del shuffle_files, seed  # seqio shuffles the examples; the order read is fixed.

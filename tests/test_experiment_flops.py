@@ -130,3 +130,17 @@ def test_cli_count_bad_config_exits_2(tmp_path, capsys):
   bad.write_text('{"d_model": 8}')
   assert cli.main(["flops", "count", "--config", str(bad)]) == 2
   assert "lacks the keys" in capsys.readouterr().err
+
+
+def test_cli_count_checkpoint(tmp_path, capsys):
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import linen as nn  # pylint: disable=g-import-not-at-top
+  from clinical_t5.model import checkpoint, config, models  # pylint: disable=g-import-not-at-top
+  cfg = config.preset("t5_1_1_tiny", vocab_size=256)
+  params = nn.meta.unbox(models.EncoderDecoderModel(cfg).init(
+      jax.random.key(0), {"encoder_input_tokens": (1, 4), "decoder_input_tokens": (1, 2)}))
+  checkpoint.save_checkpoint(str(tmp_path / "ckpt"), params, cfg, {"step": 0})
+  assert cli.main(["flops", "count", "--checkpoint", str(tmp_path / "ckpt"), "--json"]) == 0
+  result = json.loads(capsys.readouterr().out)
+  stored = sum(x.size for x in jax.tree_util.tree_leaves(params))
+  assert result["params"] == stored

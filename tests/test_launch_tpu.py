@@ -119,6 +119,34 @@ def test_pack_source_skips_environments(tmp_path):
   assert count == 3
 
 
+def test_pack_source_leaves_data_and_outputs_behind(tmp_path):
+  # A synthetic or real data set, a corpus, a vocabulary or a model directory
+  # inside the checkout must never be shipped to the workers (PHI, size).
+  source = tmp_path / "src"
+  for rel in ("pyproject.toml", "clinical_t5/a.py", "clinical_t5/experiment/published.csv",
+              "data/synth/synth_report.json", "data/synth/mimic-iii/NOTEEVENTS.csv",
+              "physionet/mimic-iii/NOTEEVENTS.csv.gz", "physionet/mimic-iii/ICUSTAYS.csv",
+              "corpus/stats.json", "corpus/removed_subjects.csv",
+              "corpus/train.tfrecord-00000-of-00001", "vocab/vocab_info.json",
+              "vocab/spiece.model", "runs/m/metrics.jsonl", "runs/m/checkpoint_100/x",
+              "stray/notes.tfrecord"):
+    path = source / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("x")
+  tarball = tmp_path / "out" / "src.tar.gz"
+  tpu.pack_source(str(source), str(tarball))
+  with tarfile.open(tarball) as tar:
+    names = sorted(tar.getnames())
+  assert names == ["clinical_t5/a.py", "clinical_t5/experiment/published.csv", "pyproject.toml"]
+
+
+@pytest.mark.parametrize("python", ["python3.11; rm -rf ~", "python 3.11", "$(id)", ""])
+def test_python_option_cannot_inject_shell(tmp_path, python):
+  with pytest.raises(UserError, match="--python"):
+    _job(tmp_path, python=python)
+  assert _job(tmp_path, python="/opt/py/bin/python3.11").python == "/opt/py/bin/python3.11"
+
+
 def test_relocate_gin_args(tmp_path):
   source = tmp_path / "src"
   (source / "gin").mkdir(parents=True)

@@ -93,7 +93,7 @@ def test_invalid_stored_config_is_user_error(tmp_path):
     checkpoint.load_checkpoint(str(tmp_path / "ckpt"))
 
 
-def test_save_refuses_existing_path(tmp_path):
+def test_save_rejects_existing_path(tmp_path):
   (tmp_path / "ckpt").mkdir()
   with pytest.raises(UserError, match="already exists"):
     checkpoint.save_checkpoint(str(tmp_path / "ckpt"), testing.random_params(CFG), CFG, {})

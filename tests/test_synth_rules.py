@@ -170,3 +170,12 @@ def test_binary_junk_rule_threshold():
   assert not rules.is_binary_junk("Vitals stable.\tHR 80\r\n")
   assert rules.is_binary_junk("\x01" * 6 + "a" * 94)
   assert not rules.is_binary_junk("\x01" * 5 + "a" * 95)
+
+
+def test_binary_junk_rule_counts_c1_controls_as_the_corpus_does():
+  # Unicode Cc includes U+007F-U+009F; the corpus builder counts them, so the
+  # generator's ground truth must count them too.
+  from clinical_t5.corpus import junk  # pylint: disable=g-import-not-at-top
+  for text in ("\x85" * 6 + "a" * 94, "\x9f" * 6 + "a" * 94, "\x80\x81" * 3 + "a" * 94,
+               "\x85" * 5 + "a" * 95, "caf\u00e9 \u00a0" * 20):
+    assert rules.is_binary_junk(text) == junk.is_binary_junk(text), repr(text[:4])

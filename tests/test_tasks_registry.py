@@ -89,13 +89,14 @@ def test_environment_variables_configure_tasks(monkeypatch, spm_path, synth_dir)
 def test_pretraining_batches_have_exact_lengths(configured):
   vocabulary = seqio.get_mixture_or_task("mimic_span_corruption").output_features[
       "targets"].vocabulary
-  for split in ("train", "validation"):
-    batch = first_batch("mimic_span_corruption", PRETRAIN_LENGTHS, split, pack=True,
+  for split, pack in (("train", True), ("validation", False)):
+    batch = first_batch("mimic_span_corruption", PRETRAIN_LENGTHS, split, pack=pack,
                         shuffle=True, num_epochs=None)
     assert batch["encoder_input_tokens"].shape == (4, 512)
     assert batch["decoder_target_tokens"].shape == (4, 114)
     # Full-length examples fill each packed row exactly once, EOS last.
-    assert np.all(batch["encoder_segment_ids"] == 1)
+    if pack:
+      assert np.all(batch["encoder_segment_ids"] == 1)
     assert np.all(batch["encoder_input_tokens"][:, -1] == 1)
     assert np.all(batch["decoder_target_tokens"][:, -1] == 1)
     assert np.all(batch["decoder_target_tokens"][:, 0] == vocabulary.vocab_size - 1)
@@ -116,8 +117,9 @@ def test_split_notes_mode_packs_short_chunks(configured, spm_path, corpus_shards
 
 def test_get_batches_is_deterministic_and_resumable(configured):
   def take(start_step, count, seed=5, shard_index=0):
+    # pack=False: packing changes no full-length example and costs time here.
     dataset = clinical_t5_tasks.get_batches(
-        "mimic_span_corruption", PRETRAIN_LENGTHS, seed=seed, batch_size=4,
+        "mimic_span_corruption", PRETRAIN_LENGTHS, seed=seed, batch_size=4, pack=False,
         shard_index=shard_index, num_shards=2, start_step=start_step)
     return [b["encoder_input_tokens"] for b in dataset.take(count).as_numpy_iterator()]
 
@@ -148,13 +150,16 @@ def test_fraction_tasks_subsample_train_only(configured):
   assert len(task_examples("mednli_1pct", "validation")) == 200
   full_docs = {e["id"].split(b":")[0] for e in task_examples("clip", "train")}
   some_docs = {e["id"].split(b":")[0] for e in task_examples("clip_10pct", "train")}
-  assert len(some_docs) == 5 and some_docs < full_docs              # ceil(10% of 42 documents)
+  assert len(some_docs) == 5                                       # ceil(10% of 42 documents)
+  assert some_docs < full_docs
 
 
 def test_mednli_format_and_no_drops(configured, caplog):
   examples = task_examples("mednli", "validation")
   text = examples[0]["inputs_pretokenized"].decode()
-  assert text.startswith("mednli premise: ") and " hypothesis: " in text and text.endswith(".")
+  assert text.startswith("mednli premise: ")
+  assert " hypothesis: " in text
+  assert text.endswith(".")
   assert examples[0]["targets_pretokenized"].decode() in ("entailment", "contradiction", "neutral")
   with caplog.at_level(logging.INFO):
     tiny = task_examples("mednli", "validation", {"inputs": 8, "targets": 4})
@@ -175,7 +180,8 @@ def test_radqa_targets_and_gold_answers(configured):
 def test_deid_tagging_replaces_placeholders(configured, spm_path, synth_dir):
   clinical_t5_tasks.configure(vocab_path=spm_path, data_dir=str(synth_dir), deid_tagging=True)
   contexts = b" ".join(e["inputs_pretokenized"] for e in task_examples("radqa", "validation"))
-  assert b"[**" not in contexts and b"[Name]" in contexts
+  assert b"[**" not in contexts
+  assert b"[Name]" in contexts
   clip_inputs = b" ".join(e["inputs_pretokenized"] for e in task_examples("clip", "validation"))
   assert b"**" not in clip_inputs
 
@@ -209,3 +215,21 @@ def test_clip_merges_tokenized_placeholders():
   words = ["Call", "Dr.", "[", "**Last", "Name", "(", "STitle", ")", "123**", "]", "on",
            "[", "**2119-8-5**", "]", "."]
   assert clip.merge_placeholder_words(words) == ["Call", "Dr.", "[Name]", "on", "2119-8-5", "."]
+
+
+def test_seqio_evaluator_scores_perfect_predictions(configured):
+  def predict_fn(dataset):
+    # Predict each example's own target tokens (up to its EOS).
+    outputs = []
+    for index, features in dataset.as_numpy_iterator():
+      tokens = features["decoder_target_tokens"].tolist()
+      outputs.append((index, tokens[:tokens.index(1)] if 1 in tokens else tokens))
+    return outputs
+
+  for name, metric, expected in (("radqa", "exact_match", 1.0), ("mednli", "accuracy", 1.0),
+                                 ("clip", "subset_accuracy", 1.0)):
+    evaluator = seqio.Evaluator(name, seqio.EncDecFeatureConverter(pack=False),
+                                eval_split="validation",
+                                sequence_length={"inputs": 256, "targets": 64})
+    all_metrics, _ = evaluator.evaluate(compute_metrics=True, predict_fn=predict_fn)
+    assert all_metrics.result()[name][metric] == pytest.approx(expected), name

@@ -19,7 +19,8 @@ SENTINEL_RANGE = 200
 def reconstruct(inputs, targets, vocab_size=VOCAB_SIZE, sentinel_range=SENTINEL_RANGE):
   """Rebuild the raw chunk: each sentinel in the inputs takes its span from the targets."""
   first_sentinel = vocab_size - sentinel_range
-  assert inputs[-1] == EOS and targets[-1] == EOS
+  assert inputs[-1] == EOS
+  assert targets[-1] == EOS
   spans, current = {}, None
   for token in targets[:-1]:
     if token >= first_sentinel:
@@ -208,7 +209,8 @@ def test_sentinels_decode_with_user_symbols(spm_path):
   vocabulary = settings.make_vocabulary(settings.TaskSettings(vocab_path=spm_path))
   processor = vocabulary.tokenizer
   user_symbols = {processor.piece_to_id(tag) for tag in ("[Name]", "[MISC]", "\n")}
-  assert len(user_symbols) == 3 and processor.unk_id() not in user_symbols
+  assert len(user_symbols) == 3
+  assert processor.unk_id() not in user_symbols
   tokens = tf.constant([vocabulary.encode("Seen by [Name] on [DAY].\nPlan: discharge home " * 20)])
   inputs, _ = sc.corrupt_batch_tf(tokens, tf.constant([0, 3]), vocab_size=vocabulary.vocab_size,
                                   eos_id=vocabulary.eos_id)

@@ -65,7 +65,8 @@ def test_pretrain_then_finetune_mednli(data_env, synth_dir, tmp_path, caplog):
   majority = _majority_fraction(synth_dir / "mednli" / "mli_test_v1.jsonl")
   metrics = api.run_evaluate(["gin/runs/eval.gin"], [
       f"CHECKPOINT_PATH = '{finetune_dir}'", "MIXTURE_OR_TASK_NAME = 'mednli'",
-      "EVAL_SPLIT = 'test'", f"EVAL_OUTPUT_DIR = '{tmp_path / 'eval'}'"])
+      "EVAL_SPLIT = 'test'", "TASK_FEATURE_LENGTHS = {'inputs': 128, 'targets': 8}",
+      f"EVAL_OUTPUT_DIR = '{tmp_path / 'eval'}'"])
   assert metrics["mednli"]["accuracy"] > majority + 0.1, (metrics, majority)
   assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["split"] == "test"
 

@@ -115,3 +115,8 @@ def enable_compilation_cache() -> pathlib.Path:
 def flatten(tree) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   return {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def load_json_item(step_dir: pathlib.Path, item: str) -> dict:
+  from clinical_t5.train import checkpoints  # pylint: disable=g-import-not-at-top
+  return checkpoints.read_json_item(str(step_dir), item)

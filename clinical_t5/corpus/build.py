@@ -13,24 +13,33 @@ Steps 1, 2, 4 and 5 decide which rows stay from small metadata tables in DuckDB
 through the tagger into the shards, so memory stays flat in the input size.
 Tag and placeholder counts cover the written notes.
 
+Every input and `out` may be a local path or a URL (`gs://bucket/...`, any
+scheme `tf.io.gfile` reads). DuckDB reads local files only, so each URL input
+is first downloaded into the local temporary directory (`$TMPDIR`), which
+needs room for it; `out` is staged locally and uploaded at the end (see
+`clinical_t5.fileio.atomic_output_dir`). Local paths never import TensorFlow.
+
   config = BuildConfig(out="corpus", mimic3="NOTEEVENTS.csv.gz")
   stats = build(config)      # corpus/train.tfrecord-00000-of-00001, stats.json, ...
   stats["output"]["mimic3"]  # {"notes": 1893, "words": 403112, "chars": 2291004}
 """
 
 import collections
+import contextlib
 import csv
 import dataclasses
 import json
 import math
 import os
+import posixpath
 import shutil
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 from absl import logging
 
 from clinical_t5 import __version__
+from clinical_t5 import fileio
 from clinical_t5.corpus import decontaminate
 from clinical_t5.corpus import dedup
 from clinical_t5.corpus import deid
@@ -39,16 +48,19 @@ from clinical_t5.corpus import overlap
 from clinical_t5.corpus import readers
 from clinical_t5.corpus import stream_write
 from clinical_t5.errors import UserError
-from clinical_t5.fileio import atomic_output_dir
 
 SOURCES = ("mimic3", "mimic4_discharge", "mimic4_radiology", "own")
 DROP_REASONS = ("iserror", "binary_junk", "resave", "overlap", "removed_subject")
 PLACEHOLDER_MODES = ("none", "mimic3", "mimic4")
+# BuildConfig fields that name one input file or directory (exclude_subjects is a tuple of them).
+_INPUT_FIELDS = ("mimic3", "mimic4_discharge", "mimic4_radiology", "mimic4_discharge_annotations",
+                 "mimic4_radiology_annotations", "own_notes", "carevue_subjects", "exclude_clip",
+                 "exclude_radqa")
 
 
 @dataclasses.dataclass
 class BuildConfig:
-  """Options of one corpus build; paths are local files or directories."""
+  """Options of one corpus build; paths are local files or directories, or URLs."""
   out: str
   mimic3: Optional[str] = None
   mimic4_discharge: Optional[str] = None
@@ -264,8 +276,62 @@ def _sha256(path: str) -> str:
   return digest.hexdigest()
 
 
+class _Downloads:
+  """The local copies of URL inputs, and the URL each one came from."""
+
+  def __init__(self):
+    self.origins: dict[str, str] = {}  # local copy -> URL
+
+  def origin(self, path: str) -> str:
+    """Return the URL of a local copy, or of a file inside a downloaded directory; else `path`."""
+    for local, url in self.origins.items():
+      if path == local:
+        return url
+      if path.startswith(local + os.sep):
+        return posixpath.join(url.rstrip("/"), *os.path.relpath(path, local).split(os.sep))
+    return path
+
+  def restore_urls(self, message: str) -> str:
+    """Replace every local copy path in `message` by its URL."""
+    # Longer paths go first, so no local path is replaced inside a longer one.
+    for local in sorted(self.origins, key=len, reverse=True):
+      url = self.origins[local]
+      message = message.replace(local + os.sep, url.rstrip("/") + "/")
+      message = message.replace(local, url)
+    return message
+
+
+@contextlib.contextmanager
+def _local_inputs(config: BuildConfig) -> Iterator[tuple[BuildConfig, _Downloads]]:
+  """Yield `config` with every URL input replaced by a local copy, and the copies' origins.
+
+  The copies are deleted when the block exits. Local inputs stay as they are.
+  """
+  downloads = _Downloads()
+  with contextlib.ExitStack() as stack:
+
+    def localize(path: str) -> str:
+      if not fileio.is_remote(path):
+        return path
+      logging.info("corpus: downloading %s", path)
+      local = stack.enter_context(fileio.local_copy(path))
+      downloads.origins[local] = path
+      return local
+
+    changes = {name: localize(getattr(config, name)) for name in _INPUT_FIELDS
+               if getattr(config, name)}
+    changes["exclude_subjects"] = tuple(localize(p) for p in config.exclude_subjects)
+    yield dataclasses.replace(config, **changes), downloads
+
+
 def _write_reports(con, directory: str, config: BuildConfig, stats: dict,
-                   shard_paths: dict[str, list[str]], carevue_kind: Optional[str]) -> None:
+                   shard_paths: dict[str, list[str]], carevue_kind: Optional[str],
+                   downloads: _Downloads) -> None:
+  """Write removed_subjects.csv, stats.json and manifest.json into local `directory`.
+
+  `config` names the local copies. The manifest records the paths or URLs that
+  the user passed, and the size and sha256 of the bytes that were read.
+  """
   with open(os.path.join(directory, "removed_subjects.csv"), "w", newline="") as f:
     out = csv.writer(f)
     out.writerow(["subject_id", "reason"])
@@ -273,13 +339,17 @@ def _write_reports(con, directory: str, config: BuildConfig, stats: dict,
                               "ORDER BY subject_id").fetchall())
   with open(os.path.join(directory, "stats.json"), "w") as f:
     json.dump(stats, f, indent=2)
-  options = dataclasses.asdict(config)
-  options["exclude_subjects"] = list(config.exclude_subjects)
+  options = {name: downloads.origin(value) if name in _INPUT_FIELDS and value else value
+             for name, value in dataclasses.asdict(config).items()}
+  options["exclude_subjects"] = [downloads.origin(p) for p in config.exclude_subjects]
+  inputs = []
+  for option, path in config.input_files():
+    origin = downloads.origin(path)
+    inputs.append({"option": option, "path": origin, "name": posixpath.basename(origin),
+                   "bytes": os.path.getsize(path), "sha256": _sha256(path)})
   manifest = {
       "package": "clinical-t5", "version": __version__,
-      "inputs": [{"option": option, "path": path, "name": os.path.basename(path),
-                  "bytes": os.path.getsize(path), "sha256": _sha256(path)}
-                 for option, path in config.input_files()],
+      "inputs": inputs,
       "options": options,
       "carevue_subjects_kind": carevue_kind,
       "outputs": {split: [os.path.basename(p) for p in paths]
@@ -294,22 +364,27 @@ def build(config: BuildConfig) -> dict:
   for option, path in config.input_files():
     readers.check_input_file(path, option)
   stats = empty_stats()
-  with atomic_output_dir(config.out, config.overwrite) as directory:
-    spill = os.path.join(directory, ".duckdb_spill")
-    con = readers.connect(config.memory_limit, spill, config.threads)
-    try:
-      carevue_kind = _build_into(con, directory, config, stats)
-    finally:
-      con.close()
-      shutil.rmtree(spill, ignore_errors=True)
+  with fileio.atomic_output_dir(config.out, config.overwrite) as directory:
+    with _local_inputs(config) as (local_config, downloads):
+      spill = os.path.join(directory, ".duckdb_spill")
+      con = readers.connect(config.memory_limit, spill, config.threads)
+      try:
+        _build_into(con, directory, local_config, stats, downloads)
+      except UserError as e:
+        # Messages name the file the user passed, not its temporary local copy.
+        raise UserError(downloads.restore_urls(str(e))) from None
+      finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
   logging.info("corpus: wrote %d train and %d validation notes to %s",
                stats["splits"]["train"]["notes"], stats["splits"]["validation"]["notes"],
                config.out)
   return stats
 
 
-def _build_into(con, directory: str, config: BuildConfig, stats: dict) -> Optional[str]:
-  """Run both passes with `con`, writing into `directory`; return the CareVue file kind."""
+def _build_into(con, directory: str, config: BuildConfig, stats: dict,
+                downloads: _Downloads) -> None:
+  """Run both passes with `con` on local inputs, writing into local `directory`."""
   tables = {}
   if config.mimic3:
     tables["mimic3"] = _scan_mimic3(con, config, stats)
@@ -341,5 +416,4 @@ def _build_into(con, directory: str, config: BuildConfig, stats: dict) -> Option
     stats["tags"][tag] = counts[tag]
   for key in deid.PLACEHOLDER_COUNT_KEYS:
     stats["placeholders"][key] = counts[key]
-  _write_reports(con, directory, config, stats, shard_paths, carevue_kind)
-  return carevue_kind
+  _write_reports(con, directory, config, stats, shard_paths, carevue_kind, downloads)

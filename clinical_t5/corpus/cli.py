@@ -5,6 +5,8 @@
       --carevue-subjects carevue_subject_ids.csv \\
       --exclude-clip clip/ --exclude-radqa radqa/ --exclude-subjects n2c2_subject_ids.csv \\
       --out corpus/
+
+Inputs and --out may also be URLs (gs://bucket/..., anything tf.io.gfile reads).
 """
 
 import argparse
@@ -21,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       "the MIMIC-III/IV overlap rule, remove evaluation-set patients, and write TFRecord "
       "shards with stats.json, manifest.json and removed_subjects.csv.")
 
-  inputs = build.add_argument_group("inputs")
+  inputs = build.add_argument_group(
+      "inputs", "Every input file or directory may be a local path or a URL such as "
+      "gs://bucket/NOTEEVENTS.csv.gz; URL inputs are downloaded to $TMPDIR first.")
   inputs.add_argument("--mimic3", metavar="F", help="MIMIC-III NOTEEVENTS.csv or .csv.gz")
   inputs.add_argument("--mimic4-discharge", metavar="F",
                       help="MIMIC-IV-Note discharge.csv or .csv.gz")
@@ -67,7 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "removed; repeatable")
 
   output = build.add_argument_group("output")
-  output.add_argument("--out", required=True, metavar="DIR", help="output directory")
+  output.add_argument("--out", required=True, metavar="DIR",
+                      help="output directory, a local path or a URL such as gs://bucket/corpus "
+                      "(then staged in $TMPDIR and uploaded at the end)")
   output.add_argument("--overwrite", action="store_true",
                       help="replace a non-empty --out (only after the new build succeeds)")
   output.add_argument("--validation-fraction", type=float, default=0.01,
@@ -81,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="seed of the patient-level validation split (default: 0)")
   output.add_argument("--memory-limit", default="256MB",
                       help="DuckDB memory limit, e.g. 256MB or 4GB; above it DuckDB spills "
-                      "to disk under --out (default: 256MB)")
+                      "to disk under --out, or under $TMPDIR for a URL --out (default: 256MB)")
   output.add_argument("--threads", type=int,
                       help="DuckDB threads (default: the number of CPU cores)")
 

@@ -11,6 +11,9 @@ pretraining never sees task text. Sources (all optional, any combination):
 * subject-id lists (`--exclude-subjects FILE`, repeatable): n2c2 or any other
   set, header `subject_id` or none, one integer per line.
 
+Directories and files may be local paths or URLs (`gs://...`): listing them
+goes through `clinical_t5.fileio`.
+
 MedNLI is not removed, as in the Clinical-T5 corpus: its premises carry no note
 or patient id to map.
 
@@ -19,7 +22,6 @@ or patient id to map.
   -> table removed_subjects(subject_id, reason), e.g. (4711, 'clip;n2c2.csv')
 """
 
-import glob
 import json
 import os
 from typing import Optional, Sequence
@@ -27,19 +29,24 @@ from typing import Optional, Sequence
 import duckdb
 from absl import logging
 
+from clinical_t5 import fileio
 from clinical_t5.corpus import overlap
 from clinical_t5.corpus import readers
 from clinical_t5.errors import UserError
 
 
+def _is_file(path: str) -> bool:
+  return fileio.exists(path) and not fileio.isdir(path)
+
+
 def clip_id_files(path: str) -> list[str]:
   """Return the CLIP id files in directory `path` (or `path` itself if a file)."""
-  if os.path.isfile(path):
+  if _is_file(path):
     return [path]
-  if not os.path.isdir(path):
+  if not fileio.isdir(path):
     raise UserError(f"--exclude-clip {path}: not found; pass the CLIP directory that contains "
                     "train_ids.csv, val_ids.csv and test_ids.csv")
-  files = sorted(glob.glob(os.path.join(path, "*ids*.csv")))
+  files = fileio.glob(fileio.join(path, "*ids*.csv"))
   if not files:
     raise UserError(f"--exclude-clip {path}: no id files (*ids*.csv) found; pass the CLIP "
                     "directory that contains train_ids.csv, val_ids.csv and test_ids.csv")
@@ -55,12 +62,13 @@ def read_clip_row_ids(path: str) -> list[int]:
 
 
 def radqa_files(path: str) -> list[str]:
-  if os.path.isfile(path):
+  """Return the RadQA JSON files in directory `path` (or `path` itself if a file)."""
+  if _is_file(path):
     return [path]
-  if not os.path.isdir(path):
+  if not fileio.isdir(path):
     raise UserError(f"--exclude-radqa {path}: not found; pass the RadQA directory or one of "
                     "its JSON files")
-  files = sorted(glob.glob(os.path.join(path, "*.json")))
+  files = fileio.glob(fileio.join(path, "*.json"))
   if not files:
     raise UserError(f"--exclude-radqa {path}: no *.json files found; pass the RadQA "
                     "directory that contains train.json, dev.json and test.json")
@@ -71,7 +79,7 @@ def _radqa_titles(file: str) -> list[int]:
   """Return the article titles of one SQuAD-shaped RadQA file as ROW_IDs."""
   fix = "RadQA files are SQuAD v2 JSON: {\"data\": [{\"title\": ROW_ID, \"paragraphs\": [...]}]}"
   try:
-    with open(file, encoding="utf-8") as f:
+    with fileio.open(file, encoding="utf-8") as f:
       document = json.load(f)
   except UnicodeDecodeError:
     raise UserError(f"--exclude-radqa {file}: not UTF-8; {fix}") from None

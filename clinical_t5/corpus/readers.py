@@ -14,6 +14,10 @@ Errors: DuckDB's messages quote the offending CSV line, which is note text and
 thus PHI. Every DuckDB error is caught here and replaced by a `UserError` that
 names the file, the line or row and the fix, never the content.
 
+DuckDB reads local files only (bucket URLs would need its httpfs extension and
+keys). The build therefore downloads URL inputs with `fileio.local_copy` first;
+`check_input_file` accepts URLs so inputs are checked before any download.
+
 Invalid UTF-8 is rejected (not replaced): the error names the first invalid
 line so the user can repair or re-export the file, e.g. with
 `iconv -f utf-8 -t utf-8 -c IN > OUT`, which drops the invalid bytes.
@@ -30,6 +34,7 @@ from typing import Iterator, Optional
 import duckdb
 import pyarrow as pa
 
+from clinical_t5 import fileio
 from clinical_t5.errors import UserError
 
 # Logical column -> expected name. Matching is case-insensitive.
@@ -112,6 +117,9 @@ def relation_for(path: str, columns: Optional[list[str]] = None) -> str:
   A CSV is read with the given header `columns` as VARCHAR and no dialect
   sniffing, so a malformed row is an error that names its line.
   """
+  if fileio.is_remote(path):
+    raise ValueError(f"DuckDB reads local files only, not {path}; read it through "
+                     "fileio.local_copy")
   kind = file_format(path)
   if kind == "parquet":
     return f"read_parquet({sql_string(path)})"
@@ -124,7 +132,17 @@ def relation_for(path: str, columns: Optional[list[str]] = None) -> str:
 
 
 def check_input_file(path: str, option: str) -> None:
-  """Raise UserError unless `path` is a readable, non-empty file."""
+  """Raise UserError unless `path` is a readable, non-empty file.
+
+  For a URL only existence is checked here: the readable and non-empty checks
+  run on the local copy, after the download.
+  """
+  if fileio.is_remote(path):
+    if not fileio.exists(path):
+      raise UserError(f"{option} {path}: not found; check the URL and your credentials")
+    if fileio.isdir(path):
+      raise UserError(f"{option} {path}: is a directory; pass the file itself")
+    return
   if not os.path.exists(path):
     raise UserError(f"{option} {path}: file not found; check the path")
   if os.path.isdir(path):

@@ -4,6 +4,7 @@
     stored parameters         737,668,096 (737.7M)
     ...
   clinical-t5 flops count --config hf_model/config.json --input-length 256 --target-length 8
+  clinical-t5 flops count --checkpoint runs/pretrain
   clinical-t5 flops break-even --paper
     T_i = 3.39e+10 inference tokens (33.9B)
   clinical-t5 flops break-even --clinical-size t5_1_0_large --general-size t5_1_0_3b \
@@ -51,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   source.add_argument("--config", metavar="FILE",
                       help="a JSON model config: T5Config.to_dict() or a Hugging Face config.json "
                            "(a directory is read as DIR/config.json)")
+  source.add_argument("--checkpoint", metavar="DIR",
+                      help="a clinical-t5 checkpoint or MODEL_DIR (its model_config item)")
   count.add_argument("--vocab-size", type=int, default=None,
                      help="override the vocabulary size (ids, e.g. a padded clinical vocabulary)")
   count.add_argument("--input-length", type=int, default=512,
@@ -89,6 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _load_shape(args: argparse.Namespace) -> flops.ModelShape:
   if args.size:
     shape = flops.NAMED_SHAPES[args.size]
+  elif args.checkpoint:
+    from clinical_t5.experiment import finetune_run  # pylint: disable=g-import-not-at-top
+    shape = flops.shape_from_mapping(finetune_run.read_model_config(args.checkpoint))
   else:
     path = os.path.join(args.config, "config.json") if os.path.isdir(args.config) else args.config
     try:

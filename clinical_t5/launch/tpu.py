@@ -42,10 +42,20 @@ TARBALL_NAME = "clinical-t5-src.tar.gz"
 # Names that never travel to the workers: environments, caches, build and run outputs.
 _SKIP_NAMES = {".git", ".venv", "venv", "__pycache__", ".pytest_cache", "build", "dist",
                ".mypy_cache", "demo_out", "bench_out", "node_modules"}
+# A directory holding one of these files is an output of the pipeline (synthetic
+# or real MIMIC data, a corpus, a vocabulary, a model directory). Notes carry
+# PHI and outputs are large, so such directories never travel to the workers;
+# they read data from a bucket.
+_OUTPUT_MARKERS = ("synth_report.json", "removed_subjects.csv", "vocab_info.json",
+                   "metrics.jsonl", "NOTEEVENTS.csv", "NOTEEVENTS.csv.gz")
+# Corpus shards outside a marked directory are skipped too.
+_DATA_FILE_RE = re.compile(r".*\.tfrecord(-\d+-of-\d+)?")
 
 _ZONE_RE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
 _TPU_NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _PROJECT_RE = re.compile(r"[a-z][-a-z0-9:.]{4,61}[a-z0-9]")
+# An interpreter name or path: it is pasted into the install script unquoted.
+_PYTHON_RE = re.compile(r"[A-Za-z0-9_.+/-]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +102,9 @@ class TpuJob:
                       "hyphens, starting with a letter, at most 63 characters)")
     if self.project is not None and not _PROJECT_RE.fullmatch(self.project):
       raise UserError(f"--project {self.project!r} is not a Google Cloud project id")
+    if not _PYTHON_RE.fullmatch(self.python or ""):
+      raise UserError(f"--python {self.python!r} is not an interpreter name or path such as "
+                      "python3.11 (letters, digits and _ . + / - only)")
     for name, _ in self.env:
       if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise UserError(f"--env {name!r} is not an environment variable name")
@@ -161,14 +174,25 @@ def commands(job: TpuJob) -> list[list[str]]:
   return steps
 
 
+def _is_output_dir(path: str) -> bool:
+  """Return whether `path` holds data or an output of the pipeline (see _OUTPUT_MARKERS)."""
+  return (os.path.basename(path).startswith("checkpoint_")
+          or any(os.path.exists(os.path.join(path, marker)) for marker in _OUTPUT_MARKERS))
+
+
 def _source_files(source_dir: str) -> list[str]:
-  """Return the files to ship, relative to `source_dir`, skipping environments and caches."""
+  """Return the files to ship, relative to `source_dir`.
+
+  Environments, caches, data and pipeline outputs stay behind (`_SKIP_NAMES`,
+  `_OUTPUT_MARKERS`, `_DATA_FILE_RE`).
+  """
   files = []
   for dirpath, dirnames, filenames in os.walk(source_dir):
-    dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES and not d.endswith(".egg-info"))
+    dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES and not d.endswith(".egg-info")
+                         and not _is_output_dir(os.path.join(dirpath, d)))
     rel_dir = os.path.relpath(dirpath, source_dir)
     for name in sorted(filenames):
-      if name.endswith((".pyc", ".pyo")):
+      if name.endswith((".pyc", ".pyo")) or _DATA_FILE_RE.fullmatch(name):
         continue
       files.append(os.path.normpath(os.path.join(rel_dir, name)))
   return files
@@ -191,7 +215,7 @@ def dry_run(job: TpuJob, out: IO[str]) -> int:
   """Print every step `run` would take, as shell lines."""
   tarball = os.path.join(job.log_dir, TARBALL_NAME)
   if job.install:
-    print(f"# pack {job.source_dir} (without .git, .venv, caches) -> {tarball}", file=out)
+    print(f"# pack {job.source_dir} (without .git, .venv, caches, data and outputs) -> {tarball}", file=out)
   for argv in commands(job):
     print(common.shell_join(argv), file=out)
   return 0

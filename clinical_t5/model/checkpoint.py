@@ -99,7 +99,7 @@ def resolve_checkpoint_dir(path: str) -> str:
   step_dir = latest_step_dir(path)
   if step_dir is not None:
     return step_dir
-  raise UserError(f"{path} holds no model weights (no params/ item and no finalized "
+  raise UserError(f"{path} contains no model weights (no params/ item and no finalized "
                   "checkpoint_<step>/ directory); pass a checkpoint written by "
                   "clinical-t5 train or import-hf")
 
@@ -161,7 +161,7 @@ def load_checkpoint(path: str, *, abstract_params: Optional[Params] = None
   stored = checkpointer.metadata(epath.Path(path))
   stored_params = stored.item_metadata["params"]
   if stored_params is None:
-    raise UserError(f"checkpoint {path} has an empty params/ item; it holds no model weights")
+    raise UserError(f"checkpoint {path} has an empty params/ item; it contains no model weights")
   _check_shapes(path, stored_params, abstract_params)
   restored = checkpointer.restore(
       epath.Path(path), args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params)))

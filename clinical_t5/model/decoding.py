@@ -73,7 +73,6 @@ def gather_beams(tree: Any, indices: Array, batch_size: int, old_beams: int) -> 
   `indices` [batch, new_beams] index beams within each batch row. Scalar leaves
   (cache indices) pass through.
   """
-  new_beams = indices.shape[1]
   flat = (indices + jnp.arange(batch_size)[:, None] * old_beams).reshape(-1)  # [batch * new_beams]
 
   def gather(x):
@@ -83,7 +82,6 @@ def gather_beams(tree: Any, indices: Array, batch_size: int, old_beams: int) -> 
       raise ValueError(f"cache leaf of shape {x.shape} has no leading [batch * beams] dimension")
     return jnp.take(x, flat, axis=0)
 
-  del new_beams
   return jax.tree.map(gather, tree)
 
 
@@ -97,7 +95,7 @@ def beam_search(tokens_to_logits: StepFn, cache: Cache, batch_size: int, num_bea
                 start_id: int = 0) -> tuple[Array, Array]:
   """Return (tokens [batch, beams, max_decode_length], scores [batch, beams]), best first.
 
-  `cache` holds `batch * num_beams` rows (each example repeated `num_beams`
+  `cache` contains `batch * num_beams` rows (each example repeated `num_beams`
   times, beams of one example adjacent). Scores are summed log-probs divided by
   `brevity_penalty(alpha, generated_length)`; generated length counts EOS. Rows
   cut at `max_decode_length` without EOS compete with the finished ones.

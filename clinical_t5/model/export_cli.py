@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="checkpoint directory, or a MODEL_DIR whose latest finalized step is exported")
   parser.add_argument("out", metavar="OUT", help="output directory for the Hugging Face files")
   parser.add_argument("--vocab", default=None, metavar="SPIECE_MODEL",
-                      help="SentencePiece model (file or directory holding spiece.model); "
+                      help="SentencePiece model (file or directory containing spiece.model); "
                            "default: the vocabulary path recorded in the checkpoint metadata")
   parser.add_argument("--verify", action="store_true",
                       help="load OUT with transformers (PyTorch) and require no missing or unexpected "

@@ -119,7 +119,7 @@ def read_hf_weights(hf_dir: str) -> tuple[dict[str, np.ndarray], str]:
   except (OSError, RuntimeError, ValueError, KeyError) as e:
     raise UserError(f"cannot read weights in {hf_dir}: {type(e).__name__}: "
                     f"{str(e).splitlines()[0][:200]}; re-download the model files") from None
-  raise UserError(f"{hf_dir} holds no weights (model.safetensors, pytorch_model.bin or "
+  raise UserError(f"{hf_dir} contains no weights (model.safetensors, pytorch_model.bin or "
                   "flax_model.msgpack); pass a Hugging Face T5 model directory")
 
 

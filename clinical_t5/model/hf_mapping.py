@@ -10,7 +10,7 @@ Both directions are transposes and reshapes only, so a round trip is bitwise.
 Layouts: our attention kernels are [d_model, heads, d_kv] (out: [heads, d_kv,
 d_model]); HF linear weights are [out_features, in_features]. The relative
 bias table is [heads, buckets] here and [buckets, heads] in HF, and only block
-0 of each HF stack holds it. For v1.0 (tied) HF's lm_head is `shared`, so no
+0 of each HF stack contains it. For v1.0 (tied) HF's lm_head is `shared`, so no
 `lm_head.weight` is written; for v1.1 it is our `logits_dense` transposed.
 """
 

@@ -3,7 +3,7 @@
   $ clinical-t5 import-hf ~/models/t5-v1_1-base /models/t5-v1_1-base-ckpt
   imported t5-v1_1-base (gated-gelu, untied, 12+12 layers) from model.safetensors
 
-DIR holds config.json, weights (model.safetensors, pytorch_model.bin or
+DIR contains config.json, weights (model.safetensors, pytorch_model.bin or
 flax_model.msgpack) and a tokenizer (spiece.model and/or tokenizer.json). OUT
 is a checkpoint directory (step 0) for `clinical-t5 train` finetuning or
 continued pretraining, with the tokenizer files in OUT/tokenizer/.

@@ -199,7 +199,7 @@ class MultiHeadAttention(nn.Module):
     if not is_initialized:
       return key, value, bias
 
-    batch, length = cached_key.value.shape[:2]
+    length = cached_key.value.shape[1]
     if key.shape[1] != 1:
       raise ValueError(f"cached decoding takes one position per call, got {key.shape[1]}")
     index = cache_index.value
@@ -215,7 +215,6 @@ class MultiHeadAttention(nn.Module):
       # `bias` is the full [.., L, L] relative-position table: take query row `index`.
       row = jax.lax.dynamic_slice_in_dim(bias, index, 1, axis=-2)  # [1, heads, 1, L]
       step_bias = step_bias + row
-    del batch
     return key, value, step_bias
 
 

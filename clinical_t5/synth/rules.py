@@ -32,10 +32,11 @@ from clinical_t5.synth import phi
 
 OVERLAP_CATEGORIES = frozenset({"Radiology", "Discharge summary"})
 
-# Control characters that count towards the binary-junk rule: C0 controls other
-# than tab, line feed and carriage return (the generator never writes NUL, DEL
-# or vertical tab / form feed into ordinary notes).
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters that count towards the binary-junk rule: Unicode category
+# Cc (C0 controls, DEL and the C1 controls U+0080-U+009F) other than tab, line
+# feed and carriage return, as the corpus builder counts them (the generator
+# never writes NUL, DEL or vertical tab / form feed into ordinary notes).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def is_binary_junk(text: str) -> bool:

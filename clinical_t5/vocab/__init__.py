@@ -5,15 +5,17 @@
   padded_vocab_size(vocabulary)    # 32128: the embedding rows of the network
 
 Ids follow T5: pad=0, eos=1, unk=2, no BOS; `<extra_id_k>` = vocab_size - 1 - k.
-This module stays light: seqio (which imports TensorFlow and JAX) is imported
-only when `load_vocabulary` runs. Training lives in `clinical_t5.vocab.train`,
+Paths may be local or URLs (`gs://bucket/vocab/spiece.model`), read through
+`clinical_t5.fileio`. This module stays light: seqio (which imports TensorFlow
+and JAX) is imported only when `load_vocabulary` runs, and TensorFlow for other
+functions only when a path is a URL. Training lives in `clinical_t5.vocab.train`,
 the Hugging Face export in `clinical_t5.vocab.hf`.
 """
 
-import os
 import re
 from typing import Any, Union
 
+from clinical_t5 import fileio
 from clinical_t5.errors import UserError
 
 MODEL_FILENAME = "spiece.model"
@@ -28,9 +30,9 @@ _SENTINEL_RE = re.compile("\u2581?<extra_id_\\d+>")
 
 def model_path(path: str) -> str:
   """Return the spiece.model path for `path` (the model file or a directory containing it)."""
-  if os.path.isdir(path):
-    path = os.path.join(path, MODEL_FILENAME)
-  if not os.path.isfile(path):
+  if fileio.isdir(path):
+    path = fileio.join(path, MODEL_FILENAME)
+  if not fileio.exists(path) or fileio.isdir(path):
     raise UserError(f"vocabulary {path} not found; pass the spiece.model written by "
                     "`clinical-t5 vocab train`")
   return path
@@ -40,7 +42,7 @@ def check_no_sentinel_clash(path: str) -> None:
   """Raise UserError when a piece of the model is named like a T5 sentinel (`<extra_id_N>`)."""
   from sentencepiece import sentencepiece_model_pb2  # pylint: disable=g-import-not-at-top
 
-  with open(path, "rb") as f:
+  with fileio.open(path, "rb") as f:
     data = f.read()
   try:
     proto = sentencepiece_model_pb2.ModelProto.FromString(data)
@@ -59,7 +61,8 @@ def check_no_sentinel_clash(path: str) -> None:
 def load_vocabulary(path: str, extra_ids: int = DEFAULT_EXTRA_IDS) -> Any:
   """Return `seqio.SentencePieceVocabulary(path, extra_ids)` after checking the file.
 
-  `path` is spiece.model or its directory. The return type is
+  `path` is spiece.model or its directory, local or a URL (seqio reads the
+  model with tf.io.gfile). The return type is
   seqio.SentencePieceVocabulary (not annotated, to keep seqio out of imports).
   """
   path = model_path(path)

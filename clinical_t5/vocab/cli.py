@@ -4,6 +4,8 @@
   # vocab/spiece.model, spiece.vocab, vocab_info.json
   clinical-t5 vocab report --vocab vocab/spiece.model --compare t5/spiece.model --corpus corpus/
   # {"vocab": {"tokens_per_word": ...}, "compare": {...}, "tokens_a_over_b": ...}
+
+Every path may also be a URL (gs://bucket/corpus, anything tf.io.gfile reads).
 """
 
 import argparse
@@ -14,9 +16,11 @@ from clinical_t5.vocab.train import DEFAULT_CHARACTER_COVERAGE, DEFAULT_MAX_SENT
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--corpus", required=True,
-                      help="corpus directory; every *.tfrecord* shard in it is read (feature `text`)")
+                      help="corpus directory, local or a URL such as gs://bucket/corpus; every "
+                           "*.tfrecord* shard in it is read (feature `text`)")
   parser.add_argument("--out", required=True,
-                      help="output directory for spiece.model, spiece.vocab and vocab_info.json")
+                      help="output directory for spiece.model, spiece.vocab and vocab_info.json, "
+                           "local or a URL")
   parser.add_argument("--vocab-size", type=int, default=32000,
                       help="number of pieces, including pad/eos/unk, 256 byte pieces and the user "
                            "symbols, excluding the 100 sentinels seqio adds (default: 32000)")

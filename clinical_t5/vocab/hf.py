@@ -28,7 +28,6 @@ use `load_hf_tokenizer(dir)`, which returns a T5Tokenizer around this backend.
 """
 
 import json
-import os
 import re
 import shutil
 from typing import Any
@@ -77,7 +76,7 @@ def build_backend(spm_path: str, extra_ids: int = DEFAULT_EXTRA_IDS) -> Any:
   from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers  # pylint: disable=g-import-not-at-top
   from tokenizers import pre_tokenizers, processors  # pylint: disable=g-import-not-at-top
 
-  with open(spm_path, "rb") as f:
+  with fileio.open(spm_path, "rb") as f:
     proto = sentencepiece_model_pb2.ModelProto.FromString(f.read())
   piece_type = sentencepiece_model_pb2.ModelProto.SentencePiece
   spec = proto.normalizer_spec
@@ -179,39 +178,44 @@ def save_hf_tokenizer(spm_path: str, out_dir: str, extra_ids: int = DEFAULT_EXTR
   """Write spiece.model, tokenizer.json, tokenizer_config.json and special_tokens_map.json into `out_dir`.
 
   `out_dir` may already exist (for example an exported model directory); the
-  four files are each written atomically. Raises UserError for a model whose
+  four files are each written atomically. Both paths may be URLs. Raises UserError for a model whose
   pieces clash with sentinel names.
   """
   spm_path = model_path(spm_path)
   check_no_sentinel_clash(spm_path)
   backend = build_backend(spm_path, extra_ids)
-  os.makedirs(out_dir, exist_ok=True)
+  fileio.makedirs(out_dir)
 
-  with fileio.atomic_write(os.path.join(out_dir, "spiece.model"), "wb") as f:
-    with open(spm_path, "rb") as src:
+  with fileio.atomic_write(fileio.join(out_dir, "spiece.model"), "wb") as f:
+    with fileio.open(spm_path, "rb") as src:
       shutil.copyfileobj(src, f)
-  with fileio.atomic_write(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
+  with fileio.atomic_write(fileio.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
     f.write(backend.to_str(pretty=True))
   config = _tokenizer_config(extra_ids)
-  with fileio.atomic_write(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+  with fileio.atomic_write(fileio.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
     json.dump(config, f, indent=2, ensure_ascii=False)
   special_map = {k: config[k] for k in ("pad_token", "eos_token", "unk_token",
                                         "additional_special_tokens")}
-  with fileio.atomic_write(os.path.join(out_dir, "special_tokens_map.json"), "w", encoding="utf-8") as f:
+  with fileio.atomic_write(fileio.join(out_dir, "special_tokens_map.json"), "w", encoding="utf-8") as f:
     json.dump(special_map, f, indent=2, ensure_ascii=False)
 
 
 def load_hf_tokenizer(hf_dir: str) -> Any:
-  """Return a `transformers.T5Tokenizer` whose backend is `hf_dir`/tokenizer.json, unchanged."""
+  """Return a `transformers.T5Tokenizer` whose backend is `hf_dir`/tokenizer.json, unchanged.
+
+  `hf_dir` may be a URL. (`AutoTokenizer.from_pretrained` takes local
+  directories and Hub names only.)
+  """
   import tokenizers  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
-  path = os.path.join(hf_dir, "tokenizer.json")
-  if not os.path.isfile(path):
+  path = fileio.join(hf_dir, "tokenizer.json")
+  if not fileio.exists(path) or fileio.isdir(path):
     raise UserError(f"{path} not found; write it with clinical_t5.vocab.hf.save_hf_tokenizer")
-  with open(os.path.join(hf_dir, "tokenizer_config.json"), encoding="utf-8") as f:
+  with fileio.open(fileio.join(hf_dir, "tokenizer_config.json"), encoding="utf-8") as f:
     config = json.load(f)
-  backend = tokenizers.Tokenizer.from_file(path)
+  with fileio.open(path, encoding="utf-8") as f:
+    backend = tokenizers.Tokenizer.from_str(f.read())
   return transformers.T5Tokenizer(
       tokenizer_object=backend, extra_ids=config["extra_ids"],
       model_max_length=config["model_max_length"],

@@ -14,7 +14,6 @@ same ids as `seqio.SentencePieceVocabulary.encode`.
 import dataclasses
 import itertools
 import json
-import os
 from typing import Optional, Sequence
 
 import sentencepiece as spm
@@ -22,7 +21,7 @@ import sentencepiece as spm
 from clinical_t5 import fileio
 from clinical_t5.errors import UserError
 from clinical_t5.vocab import model_path
-from clinical_t5.vocab.train import iter_note_texts, list_shards
+from clinical_t5.vocab.train import absolute_path, iter_note_texts, list_shards
 
 # NOTE: T5's standard input length; the share of longer notes is the share
 # that span corruption must cut into several examples.
@@ -40,7 +39,7 @@ class _Totals:
 
   def metrics(self, notes: int, words: int, path: str, pieces: int) -> dict:
     return {
-        "path": os.path.abspath(path),
+        "path": absolute_path(path),
         "pieces": pieces,
         "tokens": self.tokens,
         "tokens_per_word": self.tokens / words if words else 0.0,
@@ -56,8 +55,10 @@ class _Counter:
 
   def __init__(self, path: str):
     self.path = model_path(path)
+    with fileio.open(self.path, "rb") as f:
+      model = f.read()
     try:
-      self.processor = spm.SentencePieceProcessor(model_file=self.path)
+      self.processor = spm.SentencePieceProcessor(model_proto=model)
     except (RuntimeError, OSError):
       raise UserError(f"{self.path} is not a SentencePiece model; pass a spiece.model") from None
     size = self.processor.get_piece_size()
@@ -100,7 +101,7 @@ def vocabulary_report(vocab_path: str, corpus_dir: str, *, compare_path: Optiona
     raise UserError(f"corpus {corpus_dir} has no notes; rebuild it or choose another --corpus")
 
   report = {
-      "corpus": {"dir": os.path.abspath(corpus_dir), "notes": notes, "words": words, "chars": chars,
+      "corpus": {"dir": absolute_path(corpus_dir), "notes": notes, "words": words, "chars": chars,
                  "max_notes": max_notes},
       "vocab": counters[0].totals.metrics(notes, words, counters[0].path,
                                           counters[0].processor.get_piece_size()),

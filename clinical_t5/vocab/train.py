@@ -44,11 +44,11 @@ Five SentencePiece traps are closed here:
 import collections
 import contextlib
 import dataclasses
-import glob
 import hashlib
 import io
 import json
 import os
+import posixpath
 import random
 import re
 import tempfile
@@ -141,10 +141,13 @@ def user_defined_symbols(extra: Sequence[str] = ()) -> list[str]:
 
 
 def list_shards(corpus_dir: str) -> list[str]:
-  """Return the sorted `*.tfrecord*` files of `corpus_dir`; raise UserError when there are none."""
-  if not os.path.isdir(corpus_dir):
+  """Return the sorted `*.tfrecord*` files of `corpus_dir`; raise UserError when there are none.
+
+  `corpus_dir` may be a URL (`gs://bucket/corpus`); TFRecordDataset reads such shards directly.
+  """
+  if not fileio.isdir(corpus_dir):
     raise UserError(f"corpus directory {corpus_dir} not found; pass the --out of `clinical-t5 corpus build`")
-  paths = sorted(p for p in glob.glob(os.path.join(corpus_dir, "*.tfrecord*")) if os.path.isfile(p))
+  paths = [p for p in fileio.glob(fileio.join(corpus_dir, "*.tfrecord*")) if not fileio.isdir(p)]
   if not paths:
     raise UserError(f"corpus directory {corpus_dir} has no *.tfrecord* shards; "
                     "pass the --out of `clinical-t5 corpus build`")
@@ -464,13 +467,26 @@ def add_user_symbol_anchor(model: bytes) -> bytes:
 
 
 def _sha256_file(path: str) -> Optional[str]:
-  if not os.path.isfile(path):
+  if not fileio.exists(path) or fileio.isdir(path):
     return None
   digest = hashlib.sha256()
-  with open(path, "rb") as f:
+  with fileio.open(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
       digest.update(block)
   return digest.hexdigest()
+
+
+def file_size(path: str) -> int:
+  """Return the size in bytes of a local file or a URL."""
+  if not fileio.is_remote(path):
+    return os.path.getsize(path)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.io.gfile.stat(path).length
+
+
+def absolute_path(path: str) -> str:
+  """Return a local path made absolute, or a URL unchanged."""
+  return path if fileio.is_remote(path) else os.path.abspath(path)
 
 
 def escape_piece(piece: str) -> str:
@@ -506,7 +522,7 @@ def train_vocabulary(corpus_dir: str, out_dir: str, *, vocab_size: int = 32000,
   """Train a unigram vocabulary on every `*.tfrecord*` shard of `corpus_dir`.
 
   Writes `spiece.model`, `spiece.vocab` and `vocab_info.json` into `out_dir`
-  atomically and returns the vocab_info dict. Bad input raises UserError and
+  atomically and returns the vocab_info dict. Both directories may be URLs. Bad input raises UserError and
   writes nothing: no shards, no text, a vocabulary size the corpus cannot
   fill, or a user symbol named like a sentinel.
   """
@@ -551,9 +567,9 @@ def train_vocabulary(corpus_dir: str, out_dir: str, *, vocab_size: int = 32000,
       "config": dataclasses.asdict(config),
       "trainer_options": {k: v for k, v in options.items() if k != "minloglevel"},
       "corpus": {
-          "dir": os.path.abspath(corpus_dir),
-          "manifest_sha256": _sha256_file(os.path.join(corpus_dir, "manifest.json")),
-          "shards": [{"name": os.path.basename(p), "bytes": os.path.getsize(p)} for p in paths],
+          "dir": absolute_path(corpus_dir),
+          "manifest_sha256": _sha256_file(fileio.join(corpus_dir, "manifest.json")),
+          "shards": [{"name": posixpath.basename(p), "bytes": file_size(p)} for p in paths],
       },
       "counts": counts,
       "pieces": piece_type_counts(model),
