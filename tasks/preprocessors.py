@@ -100,8 +100,8 @@ def corrupt_spans(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
                     t5_mask_layout=t5_mask_layout)
 
   # NOTE: one intra-op thread per tf.data op avoids thread-pool hand-offs that
-  # cost more than the small tensor ops here (about 1.3x fewer CPU-seconds per
-  # example on 2 cores, measured with benchmarks/pipeline.py).
+  # cost more than these small tensor ops: batched corruption alone used about
+  # 1.3x fewer CPU-seconds on a busy 2-core machine.
   options = tf.data.Options()
   options.threading.max_intra_op_parallelism = 1
   dataset = dataset.with_options(options)
@@ -119,10 +119,12 @@ def corrupt_spans(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
 
 
 def log_truncated_examples(dataset: tf.data.Dataset,
-                           sequence_length: Optional[Mapping[str, int]], *,
+                           sequence_length: Optional[Mapping[str, int]] = None, *,
                            task_name: str) -> tf.data.Dataset:
   """Log how many examples are longer than the feature lengths; return `dataset` unchanged.
 
+  `sequence_length` defaults to None (nothing is truncated), so that
+  `seqio.Evaluator(sequence_length=None)` can size features from the data.
   The count needs one pass over the data, so it runs only on finite data sets
   (evaluation and single-epoch reads); a repeated training set is not counted.
   `append_eos_after_trim` then truncates those examples, so none is dropped.

@@ -5,8 +5,8 @@ length 3. The encoder sees the chunk with each hidden span replaced by one
 sentinel; the decoder must write every sentinel followed by the tokens it
 hides. Both sides end with EOS.
 
-Worked example (raw length 10, 3 noise tokens in 2 spans, the mask marks the
-noise tokens, sentinel k is `<extra_id_k>` = vocab_size - 1 - k, EOS = 1):
+Worked example with a hand-picked mask of 3 noise tokens in 2 spans (x marks
+noise; sentinel k is `<extra_id_k>` = vocab_size - 1 - k; EOS = 1):
 
   raw tokens  [ 11  12  13  14  15  16  17  18  19  20 ]
   noise mask  [  .   .   x   x   .   .   .   x   .   . ]
@@ -17,6 +17,9 @@ Lengths follow from the raw length T alone (noise density d, mean span m):
 
   noise   = clip(round(T * d), 1, T - 1)      spans = max(1, round(noise / m))
   inputs  = (T - noise) + spans + 1            targets = noise + spans + 1
+
+Unlike T5, spans is also capped at noise and at T - noise, so that short
+chunks and high densities keep fixed shapes; a chunk of 1 token has no noise.
 
 `raw_length_for(512)` picks the largest T whose inputs fit 512 tokens:
 568 raw tokens -> 512 inputs and 114 targets; 1137 -> 1024 and 229.
@@ -283,7 +286,7 @@ def noise_mask_numpy(starts: np.ndarray, ends: np.ndarray, length: int) -> np.nd
 
 def apply_noise_spans_numpy(tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                             vocab_size: int, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
-  """NumPy twin of `apply_noise_spans_tf`, written with masks instead of slots."""
+  """NumPy twin of `apply_noise_spans_tf`: the same outputs, built by interleaving two slots."""
   mask = noise_mask_numpy(starts, ends, tokens.shape[1])
   is_start = np.zeros_like(mask)
   np.put_along_axis(is_start, starts, True, axis=1)

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 import seqio
+import tensorflow as tf
 
 from clinical_t5.errors import UserError
 import clinical_t5_tasks
@@ -115,21 +116,32 @@ def test_split_notes_mode_packs_short_chunks(configured, spm_path, corpus_shards
   assert batch["encoder_segment_ids"].max() > 1       # several note tails share a row
 
 
-def test_get_batches_is_deterministic_and_resumable(configured):
-  def take(start_step, count, seed=5, shard_index=0):
+def test_get_batches_is_deterministic_and_resumable(configured, tmp_path):
+  def make(start_step=0, seed=5, shard_index=0):
     # pack=False: packing changes no full-length example and costs time here.
-    dataset = clinical_t5_tasks.get_batches(
+    return clinical_t5_tasks.get_batches(
         "mimic_span_corruption", PRETRAIN_LENGTHS, seed=seed, batch_size=4, pack=False,
         shard_index=shard_index, num_shards=2, start_step=start_step)
-    return [b["encoder_input_tokens"] for b in dataset.take(count).as_numpy_iterator()]
 
-  first = take(0, 4)
-  assert all(np.array_equal(a, b) for a, b in zip(first, take(0, 4)))
-  resumed = take(2, 2)
-  assert np.array_equal(resumed[0], first[2])
-  assert np.array_equal(resumed[1], first[3])
-  assert not np.array_equal(take(0, 1, seed=6)[0], first[0])
-  assert not np.array_equal(take(0, 1, shard_index=1)[0], first[0])
+  iterator = iter(make())
+  first = [next(iterator)["encoder_input_tokens"].numpy() for _ in range(2)]
+  checkpoint = tf.train.Checkpoint(iterator=iterator).save(str(tmp_path / "iterator"))
+  later = [next(iterator)["encoder_input_tokens"].numpy() for _ in range(2)]
+
+  # A restart that skips the 2 consumed batches sees the same stream.
+  resumed = [b["encoder_input_tokens"] for b in make(start_step=2).take(2).as_numpy_iterator()]
+  assert np.array_equal(resumed[0], later[0])
+  assert np.array_equal(resumed[1], later[1])
+
+  # So does a restart from a tf.data iterator checkpoint, as t5x saves one.
+  restored = iter(make())
+  tf.train.Checkpoint(iterator=restored).restore(checkpoint)
+  assert np.array_equal(next(restored)["encoder_input_tokens"].numpy(), later[0])
+
+  other_seed = next(make(seed=6).as_numpy_iterator())["encoder_input_tokens"]
+  assert not np.array_equal(other_seed, first[0])
+  other_shard = next(make(shard_index=1).as_numpy_iterator())["encoder_input_tokens"]
+  assert not np.array_equal(other_shard, first[0])
 
 
 def test_every_finetuning_task_yields_batches(configured):
@@ -219,17 +231,14 @@ def test_clip_merges_tokenized_placeholders():
 
 def test_seqio_evaluator_scores_perfect_predictions(configured):
   def predict_fn(dataset):
-    # Predict each example's own target tokens (up to its EOS).
-    outputs = []
-    for index, features in dataset.as_numpy_iterator():
-      tokens = features["decoder_target_tokens"].tolist()
-      outputs.append((index, tokens[:tokens.index(1)] if 1 in tokens else tokens))
-    return outputs
+    # Predict each example's own padded target tokens, as a t5x decoder would.
+    return [(index, features["decoder_target_tokens"])
+            for index, features in dataset.as_numpy_iterator()]
 
   for name, metric, expected in (("radqa", "exact_match", 1.0), ("mednli", "accuracy", 1.0),
                                  ("clip", "subset_accuracy", 1.0)):
     evaluator = seqio.Evaluator(name, seqio.EncDecFeatureConverter(pack=False),
                                 eval_split="validation",
-                                sequence_length={"inputs": 256, "targets": 64})
+                                sequence_length=None)   # the longest example of each feature
     all_metrics, _ = evaluator.evaluate(compute_metrics=True, predict_fn=predict_fn)
     assert all_metrics.result()[name][metric] == pytest.approx(expected), name
