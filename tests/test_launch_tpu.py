@@ -119,7 +119,7 @@ def test_pack_source_skips_environments(tmp_path):
   assert count == 3
 
 
-def test_pack_source_leaves_data_and_outputs_behind(tmp_path):
+def test_pack_source_skips_data_dirs(tmp_path):
   # A synthetic or real data set, a corpus, a vocabulary or a model directory
   # inside the checkout must never be shipped to the workers (PHI, size).
   source = tmp_path / "src"
@@ -141,7 +141,7 @@ def test_pack_source_leaves_data_and_outputs_behind(tmp_path):
 
 
 @pytest.mark.parametrize("python", ["python3.11; rm -rf ~", "python 3.11", "$(id)", ""])
-def test_python_option_cannot_inject_shell(tmp_path, python):
+def test_python_option_rejects_shell(tmp_path, python):
   with pytest.raises(UserError, match="--python"):
     _job(tmp_path, python=python)
   assert _job(tmp_path, python="/opt/py/bin/python3.11").python == "/opt/py/bin/python3.11"

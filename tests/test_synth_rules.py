@@ -172,7 +172,7 @@ def test_binary_junk_rule_threshold():
   assert not rules.is_binary_junk("\x01" * 5 + "a" * 95)
 
 
-def test_binary_junk_rule_counts_c1_controls_as_the_corpus_does():
+def test_binary_junk_counts_c1_controls():
   # Unicode Cc includes U+007F-U+009F; the corpus builder counts them, so the
   # generator's ground truth must count them too.
   from clinical_t5.corpus import junk  # pylint: disable=g-import-not-at-top
