@@ -110,3 +110,14 @@ def test_identical_across_hash_seeds(tmp_path):
   _, mismatch, errors = filecmp.cmpfiles(tmp_path / "here", tmp_path / "there", names, shallow=False)
   assert mismatch == []
   assert errors == []
+
+
+def test_scale_help_states_minimum(tmp_path, capsys):
+  # A tiny --scale still writes the task patients and every quirk, so the help
+  # text states that minimum and the generator must meet it.
+  assert cli.main(["synth", "--help"]) == 0
+  help_text = " ".join(capsys.readouterr().out.split())
+  assert "at least about 750 notes" in help_text
+  report = generate.write_dataset(str(tmp_path / "tiny"), seed=0, scale=0.001)
+  rows = report["files"]["mimic-iii/NOTEEVENTS.csv"]["rows"]
+  assert 600 <= rows <= 900

@@ -79,3 +79,31 @@ def test_kill_and_sigterm_resume_bitwise_equal(env, tmp_path):
   ref_loss = {m["step"]: m["loss"] for m in train_testlib.train_lines(reference)}
   for line in train_testlib.train_lines(interrupted):
     assert line["loss"] == ref_loss[line["step"]], line
+
+
+@pytest.fixture()
+def inprocess_env(tmp_path_factory, monkeypatch):
+  data_env = train_testlib.build_tiny_data(tmp_path_factory.getbasetemp() / "train_tiny_data")
+  for key, value in data_env.items():
+    monkeypatch.setenv(key, value)
+  import clinical_t5_tasks  # pylint: disable=g-import-not-at-top
+  clinical_t5_tasks.configure()
+  train_testlib.enable_compilation_cache()
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(inprocess_env, tmp_path):
+  from clinical_t5.train import api, checkpoints, trainer  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "m"
+  bindings = [f"MODEL_DIR = '{model_dir}'", f"VOCAB_SIZE = {train_testlib.VOCAB_SIZE}",
+              "TRAIN_STEPS = 4", "CHECKPOINT_PERIOD = 1", "BATCH_SIZE = 8", "LOG_PERIOD = 1",
+              "EVAL_PERIOD = None", "OPTIMIZER_NAME = 'adamw'", "LR_SCHEDULE = 'constant'",
+              # NOTE: a 1e30 step size makes the second forward pass overflow.
+              "LEARNING_RATE = 1e30", "trainer.TrainJob.train_eval = None",
+              "model_config.T5Config.num_encoder_layers = 1",
+              "model_config.T5Config.num_decoder_layers = 1"]
+  with pytest.raises(trainer.TrainingDivergedError, match=r"loss is (nan|inf) at step 2") as err:
+    api.run_train([train_testlib.TINY_PRETRAIN], bindings)
+  assert "last good checkpoint" in str(err.value) and "checkpoint_1" in str(err.value)
+  assert checkpoints.is_complete(str(model_dir / "checkpoint_1"))
+  assert not (model_dir / "checkpoint_2").exists()
+  assert [m["step"] for m in train_testlib.train_lines(model_dir)] == [1]

@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "scale give byte-identical files")
   parser.add_argument("--scale", default=str(generate.DEFAULT_SCALE),
                       help="multiplier of the MIMIC note counts (default 1.0: about 3,000 "
-                           "MIMIC-III and 1,200 MIMIC-IV notes; 700: about 2M MIMIC-III notes)")
+                           "MIMIC-III and 1,200 MIMIC-IV notes; 700: about 2M MIMIC-III notes); "
+                           "MIMIC-III keeps at least about 750 notes, which hold the task "
+                           "patients and every planted quirk")
   parser.add_argument("--overwrite", action="store_true",
                       help="replace an existing non-empty output directory once the new one "
                            "is complete")
