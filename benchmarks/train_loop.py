@@ -1,6 +1,6 @@
 """Share of training step time spent outside the compiled step (input, host, logging).
 
-  .venv/bin/python benchmarks/train_loop.py            # small model, 60 timed steps, CPU
+  .venv/bin/python benchmarks/train_loop.py            # small model, 30 timed steps, CPU
   .venv/bin/python benchmarks/train_loop.py --full     # t5_1_1_small-sized model, 200 steps
 
 Two timings of the same compiled train step, on the same devices:
@@ -28,7 +28,7 @@ def _data_env(tmp: str) -> None:
     return
   from clinical_t5.vocab import testdata, train  # pylint: disable=g-import-not-at-top
   corpus, vocab = os.path.join(tmp, "corpus"), os.path.join(tmp, "vocab")
-  testdata.write_shards(corpus, testdata.clinical_notes(600, 0), 2)
+  testdata.write_shards(corpus, testdata.clinical_notes(300, 0), 2)
   train.train_vocabulary(corpus, vocab, vocab_size=1000)
   os.environ["CLINICAL_T5_VOCAB"] = os.path.join(vocab, "spiece.model")
   os.environ["CLINICAL_T5_CORPUS_DIR"] = corpus
@@ -38,9 +38,9 @@ def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--full", action="store_true",
                       help="t5_1_1_small-sized model (d_model 512, 8+8 layers), 200 timed steps")
-  parser.add_argument("--steps", type=int, default=None, help="timed steps (default 60, --full 200)")
+  parser.add_argument("--steps", type=int, default=None, help="timed steps (default 30, --full 200)")
   args = parser.parse_args()
-  steps = args.steps or (200 if args.full else 60)
+  steps = args.steps or (200 if args.full else 30)
 
   tmp = tempfile.mkdtemp(prefix="train_loop_bench_")
   _data_env(tmp)
@@ -57,10 +57,10 @@ def main() -> int:
     model = model_config.preset("t5_1_1_small", vocab_size=vocab)
     lengths, batch = {"inputs": 512, "targets": 114}, 32
   else:
-    model = model_config.T5Config(vocab_size=vocab, d_model=256, d_kv=32, d_ff=512, num_heads=8,
+    model = model_config.T5Config(vocab_size=vocab, d_model=128, d_kv=32, d_ff=256, num_heads=4,
                                   num_encoder_layers=2, num_decoder_layers=2)
-    lengths, batch = {"inputs": 256, "targets": 64}, 32
-  warmup = 5
+    lengths, batch = {"inputs": 128, "targets": 32}, 16
+  warmup = 3
   job = trainer.TrainJob(
       model_config=model,
       train=config.TrainConfig(model_dir=os.path.join(tmp, "run"), total_steps=warmup + steps,

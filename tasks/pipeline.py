@@ -14,11 +14,20 @@ Skipping re-runs the pipeline for the skipped batches, which costs about
 `start_step * batch_size / (examples per second)`; a tf.data iterator
 checkpoint (`tf.train.Checkpoint(iterator=...)`) restores the same position
 without that cost.
+
+Importing this module also speeds up seqio packing of full-length rows (see
+`install_full_length_packing`). Span-corruption examples are exactly 512 / 114
+tokens, so `EncDecFeatureConverter(pack=True)` puts each in a row of its own:
+
+  {"inputs": [512 ids], "targets": [114 ids]}
+    -> {"inputs": ..., "inputs_segment_ids": [1] * 512, "inputs_positions": [0 .. 511],
+        "targets": ..., "targets_segment_ids": [1] * 114, "targets_positions": [0 .. 113]}
 """
 
 from typing import Mapping, Optional
 
 import seqio
+from seqio import utils as seqio_utils
 import tensorflow as tf
 
 from clinical_t5.errors import UserError
@@ -50,3 +59,61 @@ def get_batches(task_name: str, feature_lengths: Mapping[str, int], split: str =
   options.deterministic = True
   dataset = dataset.with_options(options)
   return dataset.skip(start_step) if start_step else dataset
+
+
+_SEQIO_TRIM_AND_PACK = seqio_utils.trim_and_pack_dataset
+
+
+def _has_full_length_rows(dataset: tf.data.Dataset, feature_lengths: Mapping[str, int]) -> bool:
+  """Whether every packed feature is int32 with the static shape [its packed length]."""
+  spec = dataset.element_spec
+  for key, length in feature_lengths.items():
+    feature = spec.get(key) if isinstance(spec, Mapping) else None
+    if (not isinstance(feature, tf.TensorSpec) or feature.dtype != tf.int32
+        or not isinstance(length, int) or feature.shape.as_list() != [length]):
+      return False
+  return True
+
+
+def trim_and_pack_dataset(dataset: tf.data.Dataset, feature_lengths: Mapping[str, int],
+                          use_custom_ops: bool = False) -> tf.data.Dataset:
+  """`seqio.utils.trim_and_pack_dataset` with a one-map path for full-length rows.
+
+  When every packed feature has the static shape [its packed length], no two
+  examples fit in one row, and seqio's packer (a tf.while_loop over batches
+  of 512 examples) emits each example alone: segment ids all 1, positions
+  0 .. length - 1, features not in `feature_lengths` dropped. This path
+  builds the same rows with one map. seqio counts the non-zero ids of a row
+  as its length, so a full-length row that contains the padding id 0 would
+  be cut there; such a row raises InvalidArgumentError here instead.
+  Every other dataset goes to seqio's packer unchanged.
+  """
+  if use_custom_ops or not _has_full_length_rows(dataset, feature_lengths):
+    return _SEQIO_TRIM_AND_PACK(dataset, feature_lengths, use_custom_ops)
+
+  def one_row(example):
+    row = {}
+    for key, length in feature_lengths.items():
+      tokens = example[key]                                              # [length]
+      check = tf.debugging.assert_none_equal(
+          tokens, 0, message=f"a full-length '{key}' row contains the padding id 0")
+      with tf.control_dependencies([check]):
+        row[key] = tf.identity(tokens)
+      row[f"{key}_segment_ids"] = tf.ones([length], tf.int32)            # [length]
+      row[f"{key}_positions"] = tf.range(length, dtype=tf.int32)         # [length]
+    return row
+
+  return dataset.map(one_row, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def install_full_length_packing() -> None:
+  """Make seqio's feature converters pack through `trim_and_pack_dataset` above.
+
+  seqio's FeatureConverter looks up `seqio.utils.trim_and_pack_dataset` at
+  call time, so replacing that attribute reaches every converter in the
+  process, t5x's included. Idempotent.
+  """
+  seqio_utils.trim_and_pack_dataset = trim_and_pack_dataset
+
+
+install_full_length_packing()

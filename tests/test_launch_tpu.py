@@ -126,10 +126,12 @@ def test_pack_source_skips_data_dirs(tmp_path):
   for rel in ("pyproject.toml", "clinical_t5/a.py", "clinical_t5/experiment/published.csv",
               "data/synth/synth_report.json", "data/synth/mimic-iii/NOTEEVENTS.csv",
               "physionet/mimic-iii/NOTEEVENTS.csv.gz", "physionet/mimic-iii/ICUSTAYS.csv",
+              "physionet/note/discharge.csv.gz", "physionet/note/discharge_detail.csv.gz",
+              "physionet/mednli/mli_train_v1.jsonl", "physionet/clip/sentence_level.csv",
               "corpus/stats.json", "corpus/removed_subjects.csv",
               "corpus/train.tfrecord-00000-of-00001", "vocab/vocab_info.json",
               "vocab/spiece.model", "runs/m/metrics.jsonl", "runs/m/checkpoint_100/x",
-              "stray/notes.tfrecord"):
+              "stray/notes.tfrecord", "clinical_t5/checkpoint_utils/b.py"):
     path = source / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("x")
@@ -137,7 +139,8 @@ def test_pack_source_skips_data_dirs(tmp_path):
   tpu.pack_source(str(source), str(tarball))
   with tarfile.open(tarball) as tar:
     names = sorted(tar.getnames())
-  assert names == ["clinical_t5/a.py", "clinical_t5/experiment/published.csv", "pyproject.toml"]
+  assert names == ["clinical_t5/a.py", "clinical_t5/checkpoint_utils/b.py",
+                   "clinical_t5/experiment/published.csv", "pyproject.toml"]
 
 
 @pytest.mark.parametrize("python", ["python3.11; rm -rf ~", "python 3.11", "$(id)", ""])

@@ -55,6 +55,7 @@ def model_and_params():
   return model, jax.tree.map(np.asarray, init(jax.random.key(0)))
 
 
+@pytest.mark.slow
 def test_mesh_2x4_matches_one_device(model_and_params):
   assert jax.device_count() == 8, "conftest must set 8 simulated devices"
   model, params = model_and_params

@@ -91,6 +91,7 @@ def inprocess_env(tmp_path_factory, monkeypatch):
   train_testlib.enable_compilation_cache()
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(inprocess_env, tmp_path):
   from clinical_t5.train import api, checkpoints, trainer  # pylint: disable=g-import-not-at-top
   model_dir = tmp_path / "m"

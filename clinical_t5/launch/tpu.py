@@ -42,12 +42,14 @@ TARBALL_NAME = "clinical-t5-src.tar.gz"
 # Names that never travel to the workers: environments, caches, build and run outputs.
 _SKIP_NAMES = {".git", ".venv", "venv", "__pycache__", ".pytest_cache", "build", "dist",
                ".mypy_cache", "demo_out", "bench_out", "node_modules"}
-# A directory holding one of these files is an output of the pipeline (synthetic
+# A directory that contains one of these files is an output of the pipeline (synthetic
 # or real MIMIC data, a corpus, a vocabulary, a model directory). Notes carry
 # PHI and outputs are large, so such directories never travel to the workers;
 # they read data from a bucket.
 _OUTPUT_MARKERS = ("synth_report.json", "removed_subjects.csv", "vocab_info.json",
-                   "metrics.jsonl", "NOTEEVENTS.csv", "NOTEEVENTS.csv.gz")
+                   "metrics.jsonl", "NOTEEVENTS.csv", "NOTEEVENTS.csv.gz", "discharge.csv",
+                   "discharge.csv.gz", "radiology.csv", "radiology.csv.gz",
+                   "mli_train_v1.jsonl", "sentence_level.csv")
 # Corpus shards outside a marked directory are skipped too.
 _DATA_FILE_RE = re.compile(r".*\.tfrecord(-\d+-of-\d+)?")
 
@@ -175,8 +177,8 @@ def commands(job: TpuJob) -> list[list[str]]:
 
 
 def _is_output_dir(path: str) -> bool:
-  """Return whether `path` holds data or an output of the pipeline (see _OUTPUT_MARKERS)."""
-  return (os.path.basename(path).startswith("checkpoint_")
+  """Return whether `path` contains input data or a pipeline output (see _OUTPUT_MARKERS)."""
+  return (re.fullmatch(r"checkpoint_\d+", os.path.basename(path)) is not None
           or any(os.path.exists(os.path.join(path, marker)) for marker in _OUTPUT_MARKERS))
 
 

@@ -14,9 +14,8 @@ iterator skips that many batches.
   it = TrainIterator(make_dataset, sharding, state={"batches": 1000, ...})
   next(it)  # the same batch 1000 that an uninterrupted run would have seen
 
-NOTE: skipping replays the host pipeline for the consumed batches (no training
-happens during the replay); on a long pretraining run this adds minutes to a
-restart. The resume log line reports how long it took.
+NOTE: skipping replays the host pipeline for the consumed batches, without
+training. On a long pretraining run this adds minutes to a restart.
 """
 
 import queue

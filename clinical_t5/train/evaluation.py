@@ -7,9 +7,9 @@ Two kinds, as in t5x:
   the task's postprocessor and metric functions (`fn(targets, predictions)`),
   and returns e.g. {"mednli": {"accuracy": 0.81, "macro_f1": 0.79}}.
 
-Every host reads the whole evaluation split; batches are padded to a multiple
-of the data axis and placed with the batch sharding, and metrics are computed
-on process 0 only.
+Every host reads the whole evaluation split. Batches are padded to a multiple
+of the data axis and placed with the batch sharding. Metrics are computed on
+process 0 only.
 """
 
 import time
@@ -37,7 +37,7 @@ def _pad_rows(batch: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
 
 def to_global_replicated_input(batch: dict[str, np.ndarray], partitioner: Partitioner
                                ) -> dict[str, jax.Array]:
-  """Place a batch that every host holds in full onto the batch sharding."""
+  """Place a batch that every host has in full onto the batch sharding."""
   sharding = partitioner.batch_sharding()
   return {name: jax.make_array_from_callback(value.shape, sharding, lambda idx, v=value: v[idx])
           for name, value in batch.items()}

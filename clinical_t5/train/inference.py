@@ -14,7 +14,6 @@ The model config comes from the checkpoint, so no model gin file is needed.
 
 import dataclasses
 import json
-import os
 import time
 from typing import Any, Optional
 

@@ -1,0 +1,67 @@
+"""Tests of clinical_t5_tasks.pipeline: the full-length packing path beside seqio's packer."""
+
+import numpy as np
+import pytest
+import seqio
+import tensorflow as tf
+
+from clinical_t5_tasks import pipeline
+
+LENGTHS = {"inputs": 12, "targets": 5}
+
+
+def full_length_rows(count: int, seed: int = 0) -> tf.data.Dataset:
+  rng = np.random.default_rng(seed)
+  inputs = rng.integers(1, 900, size=(count, 12)).astype(np.int32)   # [count, 12]
+  targets = rng.integers(1, 900, size=(count, 5)).astype(np.int32)   # [count, 5]
+  return tf.data.Dataset.from_tensor_slices(
+      {"inputs": inputs, "targets": targets, "note_id": np.arange(count)})
+
+
+def as_lists(dataset: tf.data.Dataset) -> list:
+  return [{k: v.tolist() for k, v in row.items()} for row in dataset.as_numpy_iterator()]
+
+
+def test_seqio_packer_is_replaced():
+  assert seqio.utils.trim_and_pack_dataset is pipeline.trim_and_pack_dataset
+
+
+def test_full_length_rows_match_seqio_packer():
+  # 1,030 rows span three of the packer's 512-row batches.
+  dataset = full_length_rows(1030)
+  ours = as_lists(pipeline.trim_and_pack_dataset(dataset, LENGTHS))
+  reference = as_lists(pipeline._SEQIO_TRIM_AND_PACK(dataset, LENGTHS))
+  assert len(ours) == 1030
+  assert ours == reference
+  assert ours[0]["inputs_segment_ids"] == [1] * 12
+  assert ours[0]["targets_positions"] == list(range(5))
+
+
+def test_variable_length_rows_use_seqio_packer():
+  dataset = tf.data.Dataset.from_generator(
+      lambda: iter([{"inputs": [5, 6, 1], "targets": [7, 1]}, {"inputs": [8, 1], "targets": [1]}]),
+      output_signature={"inputs": tf.TensorSpec([None], tf.int32),
+                        "targets": tf.TensorSpec([None], tf.int32)})
+  rows = as_lists(pipeline.trim_and_pack_dataset(dataset, LENGTHS))
+  assert len(rows) == 1                                # both examples share one packed row
+  assert rows[0]["inputs_segment_ids"] == [1, 1, 1, 2, 2] + [0] * 7
+
+
+def test_padding_id_inside_full_row_raises():
+  inputs = np.full((2, 12), 7, np.int32)
+  inputs[1, 4] = 0
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {"inputs": inputs, "targets": np.full((2, 5), 3, np.int32)})
+  with pytest.raises(tf.errors.InvalidArgumentError, match="padding id 0"):
+    as_lists(pipeline.trim_and_pack_dataset(dataset, LENGTHS))
+
+
+def test_converter_output_matches_unpacked_rows():
+  dataset = full_length_rows(20, seed=1)
+  packed = as_lists(seqio.EncDecFeatureConverter(pack=True)(dataset, LENGTHS))
+  plain = as_lists(seqio.EncDecFeatureConverter(pack=False)(dataset, LENGTHS))
+  for packed_row, plain_row in zip(packed, plain, strict=True):
+    for key, value in plain_row.items():
+      assert packed_row[key] == value
+    assert packed_row["encoder_segment_ids"] == [1] * 12
+    assert packed_row["decoder_positions"] == list(range(5))
