@@ -18,6 +18,7 @@ prints one line without a traceback; `--debug` (anywhere on the line) adds it.
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from typing import NoReturn, Optional, Sequence
@@ -63,6 +64,9 @@ def _top_level_help() -> str:
 
 
 def _setup_logging() -> None:
+  # TensorFlow's C++ logging prints device-probe lines before absl starts; keep
+  # them out of one-line error output unless the user asked for them.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   logging.use_absl_handler()
   logging.set_verbosity(logging.INFO)
 

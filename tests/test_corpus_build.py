@@ -162,3 +162,25 @@ def test_keep_placeholders(tmp_path):
 def test_config_validation(options, message):
   with pytest.raises(UserError, match=message):
     build.BuildConfig(out="o", **options)
+
+
+def test_out_containing_an_input_rejected(tmp_path, capsys):
+  # --overwrite replaces --out as a whole; an input inside it would be deleted.
+  data = tmp_path / "mimic-iii"
+  data.mkdir()
+  path = lib.write_noteevents(data / "NOTEEVENTS.csv", [lib.mimic3_row()])
+  for out in (data, tmp_path):
+    code = cli.main(["corpus", "build", "--mimic3", path, "--out", str(out), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "contains the input --mimic3" in err
+    assert os.path.exists(path)
+
+
+@pytest.mark.parametrize("option, value", [("memory_limit", "1GB'; SELECT 1; --"),
+                                           ("memory_limit", "lots"), ("threads", 0),
+                                           ("threads", -2)])
+def test_engine_options_validated(tmp_path, option, value):
+  path = lib.write_noteevents(tmp_path / "N.csv", [lib.mimic3_row()])
+  with pytest.raises(UserError, match=option.replace("_", "-")):
+    build.BuildConfig(out=str(tmp_path / "out"), mimic3=path, **{option: value})

@@ -4,6 +4,7 @@ import pytest
 
 import corpus_testlib as lib
 from clinical_t5 import cli
+from clinical_t5.corpus import overlap
 from clinical_t5.errors import UserError
 
 # Subject 1 is CareVue, subject 2 is not.
@@ -73,3 +74,12 @@ def test_unknown_carevue_file_rejected(tmp_path, inputs):
   with pytest.raises(UserError, match="not a subject-id list"):
     lib.build_corpus(tmp_path, mimic3=inputs[0], mimic4_discharge=inputs[1],
                      carevue_subjects=other)
+
+
+@pytest.mark.parametrize("header", [b"subject_id", b"7"])
+def test_id_list_with_byte_order_mark(tmp_path, header):
+  # Excel writes UTF-8 CSVs with a byte order mark before the first line.
+  path = tmp_path / "ids.csv"
+  path.write_bytes(b"\xef\xbb\xbf" + header + b"\r\n8\r\n")
+  ids = overlap.read_id_lines(str(path), "--exclude-subjects", ("subject_id",))
+  assert ids == ([8] if header == b"subject_id" else [7, 8])

@@ -136,3 +136,58 @@ def test_header_only_file_builds_empty_corpus(tmp_path):
   stats, records = lib.build_corpus(tmp_path, mimic3=path)
   assert records == {}
   assert stats["splits"]["train"] == {"notes": 0, "shards": 1}
+
+
+def test_headerless_own_notes_not_quoted(tmp_path, capsys):
+  # Without a header row the first line is a note: its fields must not be
+  # repeated in the error as "the header".
+  path = tmp_path / "own.csv"
+  path.write_text(f"a,1,{lib.PHI_MARKER} seen today\nb,2,stable\n")
+  assert_rejected(tmp_path, capsys, ["--own-notes", str(path)], "own.csv",
+                  "missing column 'note_id'", "does not look like a header row")
+
+
+@pytest.mark.parametrize("bad", ["7.5", "1e1", "1_0", "0x10", "8.0"])
+def test_non_integer_subject_never_rounded(tmp_path, capsys, bad):
+  # DuckDB's cast turns '7.5' into 8 (another patient) unless the build rejects it.
+  rows = [lib.mimic3_row(ROW_ID=1, SUBJECT_ID=8), lib.mimic3_row(ROW_ID=2, SUBJECT_ID=bad)]
+  path = lib.write_noteevents(tmp_path / "N.csv", rows)
+  assert_rejected(tmp_path, capsys, ["--mimic3", path], "data row 2",
+                  "non-integer SUBJECT_ID")
+
+
+def test_non_integer_row_id_never_rounded(tmp_path, capsys):
+  rows = [lib.mimic3_row(ROW_ID=1), lib.mimic3_row(ROW_ID="2.4", SUBJECT_ID=11)]
+  path = lib.write_noteevents(tmp_path / "N.csv", rows)
+  assert_rejected(tmp_path, capsys, ["--mimic3", path], "data row 2", "non-integer ROW_ID")
+
+
+def test_own_notes_fractional_subject_rejected(tmp_path, capsys):
+  path = tmp_path / "own.csv"
+  path.write_text(f"note_id,subject_id,text\na,1.5,{lib.PHI_MARKER}\nb,2,stable\n")
+  assert_rejected(tmp_path, capsys, ["--own-notes", str(path)], "data row 1",
+                  "non-integer subject_id")
+
+
+def test_signed_and_padded_integers_accepted(tmp_path):
+  rows = [lib.mimic3_row(ROW_ID=" 4 ", SUBJECT_ID="+12")]
+  path = lib.write_noteevents(tmp_path / "N.csv", rows)
+  _, records = lib.build_corpus(tmp_path, mimic3=path)
+  assert [r["subject_id"] for r in records.values()] == [12]
+
+
+@pytest.mark.parametrize("ids, fragment", [(["a", "a"], "note_id 'a' occurs more than once"),
+                                           (["a", ""], "data row 2 has an empty note_id")])
+def test_own_note_ids_unique_and_present(tmp_path, capsys, ids, fragment):
+  path = tmp_path / "own.csv"
+  rows = "".join(f"{i},{n},{lib.PHI_MARKER} {n}\n" for n, i in enumerate(ids, start=1))
+  path.write_text("note_id,subject_id,text\n" + rows)
+  assert_rejected(tmp_path, capsys, ["--own-notes", str(path)], "own.csv", fragment)
+
+
+def test_mimic4_duplicate_note_id_rejected(tmp_path, capsys):
+  rows = [lib.mimic4_row("10000001-DS-1", 10000001, f"{lib.PHI_MARKER} ___"),
+          lib.mimic4_row("10000001-DS-1", 10000002, "b")]
+  path = lib.write_csv(tmp_path / "discharge.csv.gz", lib.MIMIC4_HEADER, rows)
+  assert_rejected(tmp_path, capsys, ["--mimic4-discharge", path],
+                  "note_id '10000001-DS-1' occurs more than once")

@@ -305,3 +305,16 @@ def test_encode_tf_matches_python(vocabulary):
   dataset = tf.data.Dataset.from_tensor_slices(texts).batch(16).map(vocabulary.encode_tf)
   tf_ids = [ids.tolist() for batch in dataset.as_numpy_iterator() for ids in batch]
   assert tf_ids == [list(vocabulary.encode(t)) for t in texts]
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_out_containing_corpus_rejected(tmp_path, inside):
+  # --overwrite replaces --out as a whole; a corpus inside it would be deleted.
+  corpus = tmp_path / "corpus"
+  corpus.mkdir()
+  shard = corpus / "train.tfrecord-00000-of-00001"
+  shard.write_bytes(b"x")
+  out = corpus if inside else tmp_path
+  with pytest.raises(UserError, match="contains the corpus"):
+    train.train_vocabulary(str(corpus), str(out), vocab_size=1000, overwrite=True)
+  assert shard.read_bytes() == b"x"

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import posixpath
+import re
 import shutil
 from typing import Iterator, Optional
 
@@ -98,6 +99,11 @@ class BuildConfig:
       raise UserError(f"--num-shards {self.num_shards} must be at least 1")
     if not self.shard_size_mb > 0:
       raise UserError(f"--shard-size-mb {self.shard_size_mb} must be positive")
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", self.memory_limit or "",
+                        flags=re.IGNORECASE):
+      raise UserError(f"--memory-limit {self.memory_limit!r} is not a size such as 256MB or 4GB")
+    if self.threads is not None and self.threads < 1:
+      raise UserError(f"--threads {self.threads} must be at least 1 (omit it for one per core)")
     if self.own_placeholders not in PLACEHOLDER_MODES:
       raise UserError(f"--own-placeholders {self.own_placeholders!r} must be one of "
                       f"{', '.join(PLACEHOLDER_MODES)}")
@@ -201,18 +207,35 @@ def _open_other(con, config: BuildConfig, source: str) -> readers.NoteTable:
                                 f"--{source.replace('_', '-')}")
 
 
+def _check_note_ids(con, meta_table: str, table: readers.NoteTable) -> None:
+  """Raise UserError on the first empty or repeated note id: rows are named by id."""
+  name = table.col("id").strip('"')
+  empty = con.execute(f"SELECT n FROM (SELECT row_number() OVER () AS n, note_id FROM "
+                      f"{meta_table}) WHERE note_id IS NULL LIMIT 1").fetchall()
+  if empty:
+    raise UserError(f"{table.option} {table.path}: data row {empty[0][0]} has an empty {name}; "
+                    f"every note needs a unique {name}")
+  repeated = con.execute(f"SELECT note_id FROM {meta_table} GROUP BY note_id "
+                         "HAVING count(*) > 1 ORDER BY note_id LIMIT 1").fetchall()
+  if repeated:
+    raise UserError(f"{table.option} {table.path}: {name} {repeated[0][0]!r} occurs more than "
+                    f"once; every note needs a unique {name} (check for concatenated exports)")
+
+
 def _scan_other(con, config: BuildConfig, source: str, stats: dict) -> readers.NoteTable:
   """Pass 1 over a MIMIC-IV or own file: count rows, junk and removed subjects."""
   table = _open_other(con, config, source)
   subject, text = table.col("subject"), table.col("text")
   readers.execute(con, f"""
     CREATE OR REPLACE TABLE {source}_meta AS
-    SELECT TRY_CAST({subject} AS BIGINT) AS subject_id,
-           {subject} IS NULL OR TRY_CAST({subject} AS BIGINT) IS NULL AS bad_subject,
+    SELECT {readers.sql_bigint(subject)} AS subject_id,
+           {readers.sql_bigint(subject)} IS NULL AS bad_subject,
+           NULLIF(TRIM(CAST({table.col('id')} AS VARCHAR)), '') AS note_id,
            {junk.sql_is_junk(text)} AS junk, coalesce(strlen({text}), 0) AS text_bytes
     FROM {table.relation}""", table.path, table.option)
   if con.execute(f"SELECT count(*) FROM {source}_meta WHERE bad_subject").fetchall()[0][0]:
     readers.check_integer_column(con, table, "subject")
+  _check_note_ids(con, f"{source}_meta", table)
   rows, junk_rows, removed = con.execute(f"""
     SELECT count(*), count(*) FILTER (junk),
            count(*) FILTER (NOT junk AND subject_id IN (SELECT subject_id FROM removed_subjects))
@@ -359,10 +382,24 @@ def _write_reports(con, directory: str, config: BuildConfig, stats: dict,
     json.dump(manifest, f, indent=2)
 
 
+def _check_out_holds_no_input(config: BuildConfig) -> None:
+  """Raise UserError when an input lies inside --out, which --overwrite would delete."""
+  if fileio.is_remote(config.out):
+    return
+  out = os.path.realpath(config.out)
+  for option, path in config.input_files():
+    if fileio.is_remote(path):
+      continue
+    if os.path.commonpath([out, os.path.realpath(path)]) == out:
+      raise UserError(f"--out {config.out} contains the input {option} {path}, which the new "
+                      "corpus would replace; choose an --out outside the input directories")
+
+
 def build(config: BuildConfig) -> dict:
   """Build the corpus into `config.out`, atomically; return stats.json's content."""
   for option, path in config.input_files():
     readers.check_input_file(path, option)
+  _check_out_holds_no_input(config)
   stats = empty_stats()
   with fileio.atomic_output_dir(config.out, config.overwrite) as directory:
     with _local_inputs(config) as (local_config, downloads):

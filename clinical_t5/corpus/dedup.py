@@ -67,8 +67,8 @@ def metadata_sql(table: readers.NoteTable, junk_sql: str) -> str:
     return f"NULLIF(TRIM({column}), '')"
 
   return f"""
-    SELECT TRY_CAST({c('id')} AS BIGINT) AS row_id,
-           TRY_CAST({c('subject')} AS BIGINT) AS subject_id,
+    SELECT {readers.sql_bigint(c('id'))} AS row_id,
+           {readers.sql_bigint(c('subject'))} AS subject_id,
            {empty_to_null(c('charttime'))} AS charttime,
            {empty_to_null(c('storetime'))} IS NULL AS storetime_empty,
            try_strptime({empty_to_null(c('storetime'))}, '{STORETIME_FORMAT}') AS storetime_ts,
@@ -77,6 +77,6 @@ def metadata_sql(table: readers.NoteTable, junk_sql: str) -> str:
            coalesce(TRIM({c('iserror')}) = '1', false) AS iserror,
            {junk_sql} AS junk,
            CAST(coalesce(strlen({c('text')}), 0) AS INTEGER) AS text_bytes,
-           {c('id')} IS NULL OR TRY_CAST({c('id')} AS BIGINT) IS NULL AS bad_id,
-           {c('subject')} IS NULL OR TRY_CAST({c('subject')} AS BIGINT) IS NULL AS bad_subject
+           {readers.sql_bigint(c('id'))} IS NULL AS bad_id,
+           {readers.sql_bigint(c('subject'))} IS NULL AS bad_subject
     FROM {table.relation}"""

@@ -57,12 +57,12 @@ def load_carevue_subjects(con: duckdb.DuckDBPyConnection, path: str, table: str,
     kind = "ICUSTAYS"
     subject = readers.quote_identifier(lower["subject_id"])
     source = readers.quote_identifier(lower["dbsource"])
-    select = (f"SELECT TRY_CAST({subject} AS BIGINT) AS subject_id FROM {relation} "
+    select = (f"SELECT {readers.sql_bigint(subject)} AS subject_id FROM {relation} "
               f"GROUP BY 1 HAVING bool_and(lower(TRIM({source})) = 'carevue')")
   elif "text" in lower and "subject_id" in lower:
     kind = "NOTEEVENTS"
     subject = readers.quote_identifier(lower["subject_id"])
-    select = f"SELECT DISTINCT TRY_CAST({subject} AS BIGINT) AS subject_id FROM {relation}"
+    select = f"SELECT DISTINCT {readers.sql_bigint(subject)} AS subject_id FROM {relation}"
   elif len(names) == 1 and (names[0].lower() == "subject_id" or _is_integer(names[0])):
     kind = "subject-id list"
     return load_id_list(con, path, table, option), kind
@@ -91,6 +91,8 @@ def read_id_lines(path: str, option: str, header_names: tuple[str, ...]) -> list
   ids = []
   with readers._open_binary(path) as f:  # pylint: disable=protected-access
     for number, raw in enumerate(f, start=1):
+      if number == 1:
+        raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark (Excel exports)
       field = raw.split(b",", 1)[0].strip().strip(b'"').decode("utf-8", errors="replace")
       if not field:
         continue

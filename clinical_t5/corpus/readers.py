@@ -29,7 +29,7 @@ import difflib
 import gzip
 import os
 import re
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -251,7 +251,8 @@ class NoteTable:
     for logical, expected in {**required, **(optional or {})}.items():
       actual = by_lower.get(expected.lower())
       if actual is None and logical in required:
-        raise UserError(missing_column_message(path, option, expected, names))
+        raise UserError(missing_column_message(path, option, expected, names,
+                                                wanted=list(required.values())))
       if actual is not None:
         found[logical] = quote_identifier(actual)
     return cls(path, option, relation, found)
@@ -263,11 +264,28 @@ class NoteTable:
     return logical in self.columns
 
 
-def missing_column_message(path: str, option: str, expected: str, names: list[str]) -> str:
-  """Explain a missing column: a misspelling, another delimiter, or an empty file."""
+# A column name that may be shown in an error message. A headerless file's first
+# line is note text (PHI), so a "header" with any other field is never shown.
+_SHOWABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def missing_column_message(path: str, option: str, expected: str, names: list[str],
+                           wanted: Sequence[str] = ()) -> str:
+  """Explain a missing column: a misspelling, another delimiter, or no header row.
+
+  The header is quoted only when every name looks like a column name and at
+  least one of `wanted` (all expected names) is present; otherwise the first
+  line may be a data row, and its fields are not repeated.
+  """
   if len(names) == 1 and any(sep in names[0] for sep in ("\t", ";", "|")):
     return (f"{option} {path}: the header has one column; the file seems to use another "
             "delimiter than a comma; convert it to comma-separated CSV")
+  lowered = {name.lower() for name in names}
+  if (not all(_SHOWABLE_NAME.fullmatch(name) for name in names)
+      or (wanted and not any(w.lower() in lowered for w in wanted))):
+    return (f"{option} {path}: missing column {expected!r}, and the first line does not look "
+            f"like a header row ({len(names)} fields, not shown because they may be note "
+            "text); the file needs a header row with the column names")
   close = difflib.get_close_matches(expected, names, n=1, cutoff=0.6)
   close += difflib.get_close_matches(expected.lower(), [n.lower() for n in names], n=1,
                                      cutoff=0.6)
@@ -285,12 +303,22 @@ def create_id_table(con: duckdb.DuckDBPyConnection, table: str, column: str,
   con.unregister("_ids_upload")
 
 
+def sql_bigint(column: str) -> str:
+  """Return SQL that casts `column` to BIGINT when it holds a plain integer, else NULL.
+
+  DuckDB's own cast (2.0.1) rounds '7.5' to 8 and also reads '1e1', '1_0' and
+  '0x10', which would silently give a note another patient's id.
+  """
+  text = f"TRIM(CAST({column} AS VARCHAR))"
+  return f"(CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+') THEN TRY_CAST({text} AS BIGINT) END)"
+
+
 def check_integer_column(con: duckdb.DuckDBPyConnection, table: NoteTable, logical: str
                          ) -> None:
   """Raise UserError naming the first row whose `logical` column is not an integer."""
   column = table.col(logical)
   sql = (f"SELECT n FROM (SELECT row_number() OVER () AS n, {column} AS v FROM "
-         f"{table.relation}) WHERE v IS NULL OR TRY_CAST(v AS BIGINT) IS NULL LIMIT 1")
+         f"{table.relation}) WHERE {sql_bigint('v')} IS NULL LIMIT 1")
   rows = execute(con, sql, table.path, table.option).fetchall()
   if rows:
     name = column.strip('"')

@@ -27,6 +27,47 @@ class LossOutput(NamedTuple):
   correct_sum: Array  # weighted count of tokens where argmax == target
 
 
+def _target_log_prob_and_log_z(logits: Array, targets: Array) -> tuple[Array, Array]:
+  log_z = jax.nn.logsumexp(logits, axis=-1)  # [batch, length]
+  log_probs = logits - log_z[..., None]  # [batch, length, vocab]
+  target_log_prob = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  return target_log_prob, log_z
+
+
+@jax.custom_vjp
+def target_log_prob_and_log_z(logits: Array, targets: Array) -> tuple[Array, Array]:
+  """Return (log softmax(logits)[target], logsumexp(logits)), both [batch, length].
+
+  The forward pass is the plain computation; the backward pass is written out
+  as one elementwise expression over [batch, length, vocab]:
+  d/dlogits = (g_log_z - g_target) * softmax + g_target * one_hot(target).
+  NOTE: autodiff of `take_along_axis` instead builds a zero [batch, length,
+  vocab] buffer and scatters into it, then adds the softmax branch in a
+  second pass; on CPU those two passes over the logits cost ~10% of a train
+  step of a small T5 with a 32k vocabulary.
+  """
+  return _target_log_prob_and_log_z(logits, targets)
+
+
+def _target_fwd(logits: Array, targets: Array):
+  target_log_prob, log_z = _target_log_prob_and_log_z(logits, targets)
+  return (target_log_prob, log_z), (logits, log_z, targets)
+
+
+def _target_bwd(residuals, cotangents):
+  logits, log_z, targets = residuals
+  g_target, g_log_z = cotangents  # [batch, length] each
+  probs = jnp.exp(logits - log_z[..., None])  # [batch, length, vocab]
+  vocab_ids = jnp.arange(logits.shape[-1], dtype=targets.dtype)  # [vocab]
+  one_hot = targets[..., None] == vocab_ids  # [batch, length, vocab]
+  grad = ((g_log_z - g_target)[..., None] * probs
+          + jnp.where(one_hot, g_target[..., None], 0.0))  # [batch, length, vocab]
+  return grad.astype(logits.dtype), None
+
+
+target_log_prob_and_log_z.defvjp(_target_fwd, _target_bwd)
+
+
 def cross_entropy(logits: Array, targets: Array, weights: Optional[Array] = None,
                   z_loss: float = 0.0, label_smoothing: float = 0.0) -> LossOutput:
   """Weighted token cross-entropy plus `z_loss * logsumexp(logits)**2` per token.
@@ -49,9 +90,12 @@ def cross_entropy(logits: Array, targets: Array, weights: Optional[Array] = None
     weights = targets > 0
   weights = jnp.asarray(weights, jnp.float32)  # [batch, length]
 
-  log_z = jax.nn.logsumexp(logits, axis=-1)  # [batch, length]
-  log_probs = logits - log_z[..., None]  # [batch, length, vocab]
-  target_log_prob = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  if label_smoothing > 0.0:
+    log_z = jax.nn.logsumexp(logits, axis=-1)  # [batch, length]
+    log_probs = logits - log_z[..., None]  # [batch, length, vocab]
+    target_log_prob = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  else:
+    target_log_prob, log_z = target_log_prob_and_log_z(logits, targets)  # [batch, length] each
   if label_smoothing > 0.0:
     confidence = 1.0 - label_smoothing
     low = label_smoothing / (vocab_size - 1)

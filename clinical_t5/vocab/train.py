@@ -533,6 +533,11 @@ def train_vocabulary(corpus_dir: str, out_dir: str, *, vocab_size: int = 32000,
                        extra_user_symbols=tuple(extra_user_symbols), num_threads=num_threads)
   fileio.check_output_dir(out_dir, overwrite)
   paths = list_shards(corpus_dir)
+  if not fileio.is_remote(out_dir) and not fileio.is_remote(corpus_dir):
+    out_real, corpus_real = os.path.realpath(out_dir), os.path.realpath(corpus_dir)
+    if os.path.commonpath([out_real, corpus_real]) == out_real:
+      raise UserError(f"--out {out_dir} contains the corpus {corpus_dir}, which writing the "
+                      "vocabulary would replace; choose an --out outside the corpus")
   options = trainer_options(config)
   logging.info("training a %d-piece unigram vocabulary on %d shards of %s", vocab_size,
                len(paths), corpus_dir)
