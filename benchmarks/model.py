@@ -54,11 +54,11 @@ def _config(args: argparse.Namespace):
   if args.full:
     return config.preset("t5_1_1_base")
   if not args.quick:
-    # NOTE: T5 v1.1 small is the smallest published size; its d_kv 64 and
-    # d_ff 1024 matmuls are what a user trains, unlike the --quick shape.
+    # NOTE: T5 v1.1 small is the smallest published size. Its d_kv 64 and
+    # d_ff 1024 matmuls are the shapes a user trains, unlike the --quick shape.
     return config.preset("t5_1_1_small")
-  # NOTE: a small v1.1-like shape with the real 32128 vocabulary; its d_kv 32
-  # attention matmuls are too thin to run near the matmul rate on CPU.
+  # NOTE: a small v1.1-like shape with the real 32128 vocabulary. Its d_kv 32
+  # attention matmuls are thin, so they run well below the CPU matmul rate.
   return config.T5Config(vocab_size=32128, d_model=256, d_kv=32, d_ff=768, num_heads=8,
                          num_encoder_layers=4, num_decoder_layers=4)
 
