@@ -173,13 +173,37 @@ def _is_non_empty_dir(path: str) -> bool:
   return os.path.isdir(path) and bool(os.listdir(path))
 
 
-def check_output_dir(path: str, overwrite: bool) -> None:
-  """Raise UserError when `path` cannot take a new output."""
+def check_output_dir(path: str, overwrite: bool, marker: Optional[str] = None,
+                     stage: str = "") -> None:
+  """Raise UserError when `path` cannot take a new output.
+
+  With `marker` (a file name such as "stats.json"), `overwrite` replaces a
+  non-empty directory only when it contains that file, so that `--overwrite`
+  never deletes a directory that is not a previous output of the same stage
+  (for example the home directory). `stage` names that stage in the message.
+  """
   if exists(path) and not isdir(path):
     raise UserError(f"output path {path} exists and is not a directory; choose another --out")
-  if _is_non_empty_dir(path) and not overwrite:
-    raise UserError(f"output directory {path} is not empty; pass --overwrite to replace it "
-                    "or choose another --out")
+  if _is_non_empty_dir(path):
+    if not overwrite:
+      raise UserError(f"output directory {path} is not empty; pass --overwrite to replace it "
+                      "or choose another --out")
+    if marker is not None and not exists(join(path, marker)):
+      raise UserError(f"output directory {path} exists and does not look like a previous "
+                      f"{stage or 'output'} output (no {marker}); choose another --out or "
+                      "empty it")
+  _check_parent_writable(path)
+
+
+def check_output_file(path: str) -> None:
+  """Raise UserError when no file can be written at `path` (a directory, or no writable parent)."""
+  if isdir(path):
+    raise UserError(f"output path {path} is a directory; pass a file name as --out")
+  _check_parent_writable(path)
+
+
+def _check_parent_writable(path: str) -> None:
+  """Create the parent directory of local `path`; raise UserError when it is not writable."""
   if is_remote(path):
     # NOTE: a bucket has no cheap writability test; a missing permission shows up
     # at upload time, before anything is renamed into the final prefix.
@@ -234,15 +258,17 @@ def _publish_dir(staging: str, path: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(path: str, overwrite: bool = False) -> Iterator[str]:
+def atomic_output_dir(path: str, overwrite: bool = False, marker: Optional[str] = None,
+                      stage: str = "") -> Iterator[str]:
   """Yield a temporary local directory that becomes `path` on success.
 
   On any exception the temporary directory is removed and `path` is left as it
   was. With `overwrite`, an existing `path` is replaced only after the new
-  output is complete. For a URL see the module docstring: the upload is
+  output is complete, and with `marker` only when it contains that file (see
+  `check_output_dir`). For a URL see the module docstring: the upload is
   atomic, the final per-object rename is not.
   """
-  check_output_dir(path, overwrite)
+  check_output_dir(path, overwrite, marker, stage)
   if is_remote(path):
     staging = tempfile.mkdtemp(prefix=".clinical-t5-staging-")
     try:
@@ -254,7 +280,12 @@ def atomic_output_dir(path: str, overwrite: bool = False) -> Iterator[str]:
 
   path = os.path.abspath(path)
   parent, name = os.path.split(path)
-  tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+  try:
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+  except OSError as e:
+    # For example a directory of /proc, which passes the access check for root.
+    raise UserError(f"cannot create output directory {path}: {e.strerror}; choose a "
+                    "writable --out") from None
   try:
     yield tmp
   except BaseException:
@@ -288,8 +319,12 @@ def atomic_write(path: str, mode: str = "w", **open_kwargs) -> Iterator:
 
   path = os.path.abspath(path)
   parent, name = os.path.split(path)
-  os.makedirs(parent, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=parent)
+  try:
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=parent)
+  except OSError as e:
+    raise UserError(f"cannot create output file {path}: {e.strerror}; choose a writable "
+                    "path") from None
   os.close(fd)
   try:
     with builtins.open(tmp, mode, **open_kwargs) as f:

@@ -88,6 +88,11 @@ def test_shards_and_overwrite(tmp_path):
   (tmp_path / "out" / "old.txt").write_text("old")
   config = build.BuildConfig(out=str(tmp_path / "out"), mimic3=path, num_shards=3,
                              validation_fraction=0.1, overwrite=True)
+  with pytest.raises(UserError, match=r"previous corpus build output \(no stats.json\)"):
+    build.build(config)
+  assert os.listdir(tmp_path / "out") == ["old.txt"]
+
+  (tmp_path / "out" / "stats.json").write_text("{}")
   stats = build.build(config)
   names = sorted(os.listdir(tmp_path / "out"))
   assert names == ["manifest.json", "removed_subjects.csv", "stats.json",

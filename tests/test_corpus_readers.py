@@ -191,3 +191,36 @@ def test_mimic4_duplicate_note_id_rejected(tmp_path, capsys):
   path = lib.write_csv(tmp_path / "discharge.csv.gz", lib.MIMIC4_HEADER, rows)
   assert_rejected(tmp_path, capsys, ["--mimic4-discharge", path],
                   "note_id '10000001-DS-1' occurs more than once")
+
+
+def test_note_over_default_row_limit_accepted(tmp_path):
+  # A 5 MB note was over the former 4 MiB read buffer; the 16 MB default takes it.
+  text = "Plan: walk daily.\n" * 280_000
+  path = lib.write_noteevents(tmp_path / "N.csv", [lib.mimic3_row(ROW_ID=1, TEXT=text)])
+  stats, records = lib.build_corpus(tmp_path, mimic3=path)
+  assert stats["input_rows"]["mimic3"] == 1
+  assert len(records["1"]["text"]) == len(text)
+
+
+def test_note_over_max_note_mb_names_option(tmp_path, capsys):
+  text = f"{lib.PHI_MARKER} walk daily.\n" * 100_000
+  path = lib.write_noteevents(tmp_path / "N.csv", [lib.mimic3_row(ROW_ID=1, TEXT=text)])
+  assert_rejected(tmp_path, capsys, ["--mimic3", path, "--max-note-mb", "1"], "N.csv",
+                  "longer than the 1 MB row limit", "raise --max-note-mb")
+
+
+def test_max_note_mb_validated(tmp_path, capsys):
+  path = lib.write_noteevents(tmp_path / "N.csv", [lib.mimic3_row(ROW_ID=1)])
+  assert_rejected(tmp_path, capsys, ["--mimic3", path, "--max-note-mb", "0"],
+                  "--max-note-mb 0.0 is invalid")
+
+
+def test_broken_jsonl_names_line(tmp_path, capsys):
+  path = tmp_path / "own.jsonl"
+  path.write_text(f'{{"note_id": "a", "subject_id": 1, "text": "{lib.PHI_MARKER} ok"}}\n\n'
+                  f'{{"note_id": "b", "subject_id": 2, "text": "{lib.PHI_MARKER}\n')
+  assert_rejected(tmp_path, capsys, ["--own-notes", str(path)], "own.jsonl",
+                  "line 3 is not a valid JSON object", "JSON Lines")
+  _, err, _ = run_build(tmp_path, capsys, "--own-notes", str(path))
+  assert "CSV" not in err
+

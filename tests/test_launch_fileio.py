@@ -154,3 +154,55 @@ def test_local_atomic_output_dir_unchanged(tmp_path):
     assert os.path.dirname(tmp) == str(tmp_path)
     (open(os.path.join(tmp, "stats.json"), "w")).close()
   assert os.listdir(target) == ["stats.json"]
+
+
+def test_overwrite_with_marker_keeps_foreign_dir(tmp_path):
+  target = tmp_path / "home"
+  target.mkdir()
+  (target / "notes.txt").write_text("mine")
+  with pytest.raises(UserError, match=r"previous synth output \(no synth_report.json\)"):
+    with fileio.atomic_output_dir(str(target), overwrite=True, marker="synth_report.json",
+                                  stage="synth"):
+      pass
+  assert os.listdir(target) == ["notes.txt"]
+
+
+def test_overwrite_with_marker_replaces_output(tmp_path):
+  target = tmp_path / "corpus"
+  target.mkdir()
+  (target / "stats.json").write_text("{}")
+  (target / "old.tfrecord").write_text("x")
+  with fileio.atomic_output_dir(str(target), overwrite=True, marker="stats.json") as tmp:
+    (open(os.path.join(tmp, "stats.json"), "w")).close()
+  assert os.listdir(target) == ["stats.json"]
+
+
+def test_overwrite_with_marker_accepts_empty_dir(tmp_path):
+  target = tmp_path / "vocab"
+  target.mkdir()
+  with fileio.atomic_output_dir(str(target), overwrite=True, marker="vocab_info.json") as tmp:
+    (open(os.path.join(tmp, "vocab_info.json"), "w")).close()
+  assert os.listdir(target) == ["vocab_info.json"]
+
+
+def test_url_overwrite_with_marker_keeps_foreign_prefix(tmp_path):
+  (tmp_path / "out").mkdir()
+  (tmp_path / "out" / "keep.txt").write_text("old")
+  with pytest.raises(UserError, match="no stats.json"):
+    with fileio.atomic_output_dir(_url(tmp_path / "out"), overwrite=True, marker="stats.json"):
+      pass
+  assert (tmp_path / "out" / "keep.txt").read_text() == "old"
+
+
+def test_atomic_write_unwritable_path_is_user_error(tmp_path):
+  (tmp_path / "file").write_text("x")
+  for path in ("/proc/nope/r.json", str(tmp_path / "file" / "r.json")):
+    with pytest.raises(UserError, match="cannot create output file"):
+      with fileio.atomic_write(path) as f:
+        f.write("{}")
+
+
+def test_atomic_output_dir_in_proc_is_user_error():
+  with pytest.raises(UserError, match="choose a writable --out"):
+    with fileio.atomic_output_dir("/proc/clinical-t5-out"):
+      pass

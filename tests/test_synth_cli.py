@@ -82,9 +82,19 @@ def test_non_empty_out_needs_overwrite(tmp_path, capsys):
   assert cli.main(["synth", "--out", str(out), "--scale", SMALL]) == 2
   assert "--overwrite" in capsys.readouterr().err
   assert _files(out) == ["keep.txt"]
+  assert cli.main(["synth", "--out", str(out), "--scale", SMALL, "--overwrite"]) == 2
+  assert "no synth_report.json" in capsys.readouterr().err
+  assert _files(out) == ["keep.txt"]
+
+
+def test_overwrite_replaces_previous_output(tmp_path):
+  out = tmp_path / "out"
+  out.mkdir()
+  (out / "synth_report.json").write_text("{}")
+  (out / "stale.txt").write_text("x")
   assert cli.main(["synth", "--out", str(out), "--scale", SMALL, "--overwrite"]) == 0
-  assert "synth_report.json" in _files(out)
-  assert "keep.txt" not in _files(out)
+  assert "stale.txt" not in _files(out)
+  assert "mimic-iii/NOTEEVENTS.csv" in _files(out)
 
 
 def test_failure_leaves_no_output(tmp_path, monkeypatch):

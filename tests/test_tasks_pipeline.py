@@ -1,4 +1,4 @@
-"""Tests of clinical_t5_tasks.pipeline: the full-length packing path beside seqio's packer."""
+"""Tests of the pretraining fast paths: full-length packing (pipeline) and batched tokenization."""
 
 import numpy as np
 import pytest
@@ -6,6 +6,9 @@ import seqio
 import tensorflow as tf
 
 from clinical_t5_tasks import pipeline
+from clinical_t5_tasks import preprocessors
+
+from tasks_testlib import spm_path, tasks_root  # pylint: disable=unused-import
 
 LENGTHS = {"inputs": 12, "targets": 5}
 
@@ -65,3 +68,17 @@ def test_converter_output_matches_unpacked_rows():
       assert packed_row[key] == value
     assert packed_row["encoder_segment_ids"] == [1] * 12
     assert packed_row["decoder_positions"] == list(range(5))
+
+
+def test_batched_tokenization_matches_seqio_tokenize(spm_path):
+  vocabulary = seqio.SentencePieceVocabulary(spm_path)
+  features = {"targets": seqio.Feature(vocabulary, add_eos=True)}
+  # 70 notes fill one block of 64 and part of a second; empty notes stay empty.
+  texts = [f"Pt {i} stable.\nSeen by [Name] on day {i}." * (i % 4) for i in range(70)]
+  notes = tf.data.Dataset.from_tensor_slices({"text": texts, "subject_id": list(range(70))})
+  ours = as_lists(preprocessors.tokenize_notes(notes, features))
+  reference = seqio.preprocessors.tokenize(
+      seqio.preprocessors.rekey(notes, {"targets": "text"}), features, copy_pretokenized=False)
+  assert ours == [{"targets": row["targets"]} for row in as_lists(reference)]
+  assert ours[0]["targets"] == []
+  assert len(ours[1]["targets"]) > 5

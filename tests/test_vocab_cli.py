@@ -106,3 +106,16 @@ def test_synthetic_corpus(synth_dir, tmp_path, capsys):
   vocabulary = load_vocabulary(str(vocab))
   for text in testdata.roundtrip_fixture():
     assert 2 not in vocabulary.encode(text)
+
+
+@pytest.mark.parametrize("name", ["/proc/nope/r.json", "FILE/r.json", "DIR"])
+def test_report_unwritable_out_exits_2(tmp_path, capsys, name):
+  (tmp_path / "FILE").write_text("x")
+  (tmp_path / "DIR").mkdir()
+  out = name if name.startswith("/") else str(tmp_path / name)
+  code = cli.main(["vocab", "report", "--vocab", str(tmp_path / "missing.model"),
+                   "--corpus", str(tmp_path), "--out", out])
+  err = capsys.readouterr().err
+  assert code == 2, err
+  assert out in err
+  assert "missing.model" not in err

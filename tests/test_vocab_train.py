@@ -1,5 +1,6 @@
 """Tests for clinical_t5.vocab.train and the seqio view of the trained vocabulary."""
 
+import collections
 import hashlib
 import json
 import os
@@ -10,7 +11,7 @@ import sentencepiece as spm
 
 from clinical_t5.corpus.deid import DEID_TAGS
 from clinical_t5.errors import UserError
-from clinical_t5.vocab import load_vocabulary, padded_vocab_size, testdata, train
+from clinical_t5.vocab import load_vocabulary, padded_vocab_size, sampling, testdata, train
 
 VOCAB_SIZE = 1000
 SPACE = "\u2581"
@@ -52,7 +53,8 @@ def test_vocab_info_counts(vocab_dir, corpus_dir):
   info = json.loads((vocab_dir / "vocab_info.json").read_text())
   counts = info["counts"]
   assert counts["notes"] == 300
-  assert counts["lines_fed"] == counts["lines"] == counts["trainer_seen"] == counts["trainer_used"]
+  assert counts["lines_fed"] == counts["trainer_seen"] == counts["trainer_used"]
+  assert counts["lines_fed"] + counts["duplicate_lines_dropped"] == counts["lines"]
   assert counts["trainer_skipped"] == 0
   assert counts["max_line_bytes"] <= info["config"]["max_sentence_length"]
   assert info["pieces"]["total"] == VOCAB_SIZE
@@ -171,7 +173,8 @@ def test_long_single_line_notes_kept(tmp_path):
   assert counts["notes"] == 230
   assert counts["notes_without_text"] == 0
   assert counts["lines_hard_split"] == 30
-  assert counts["trainer_seen"] == counts["lines_fed"] == counts["lines"]
+  assert counts["trainer_seen"] == counts["lines_fed"]
+  assert counts["lines_fed"] + counts["duplicate_lines_dropped"] == counts["lines"]
   assert counts["trainer_skipped"] == 0
   assert counts["max_line_bytes"] <= train.DEFAULT_MAX_SENTENCE_LENGTH
 
@@ -211,12 +214,47 @@ def test_sample_is_bounded(corpus_dir, tmp_path):
   assert info["counts"]["lines"] > 1500
 
 
-def test_reservoir_sample():
-  assert train.reservoir_sample(iter("abc"), 5, seed=0) == ["a", "b", "c"]
-  sample = train.reservoir_sample(iter(range(1000)), 10, seed=0)
+def test_sample_unique_lines():
+  counts = collections.Counter()
+  assert sampling.sample_unique_lines(iter("abcab"), 5, 0, counts) == ["a", "b", "c"]
+  assert counts["duplicate_lines_dropped"] == 2
+  lines = [str(i) for i in range(1000)]
+  sample = sampling.sample_unique_lines(iter(lines), 10, 0, collections.Counter())
   assert len(sample) == 10
   assert len(set(sample)) == 10
-  assert sample == train.reservoir_sample(iter(range(1000)), 10, seed=0)
+  assert sample == sampling.sample_unique_lines(iter(lines), 10, 0, collections.Counter())
+  assert sample != sampling.sample_unique_lines(iter(lines), 10, 1, collections.Counter())
+
+
+def test_sample_never_holds_a_line_twice():
+  counts = collections.Counter()
+  lines = [f"line {i % 7}" for i in range(5000)] + [str(i) for i in range(500)]
+  sample = sampling.sample_unique_lines(iter(lines), 20, 3, counts)
+  assert len(sample) == 20
+  assert len(set(sample)) == 20
+  assert counts["duplicate_lines_dropped"] >= 5000 - 7 - 20
+
+
+def test_unique_lines_keeps_first_copies():
+  counts = collections.Counter()
+  assert list(sampling.unique_lines(iter(["x", "y", "x", "x"]), counts)) == ["x", "y"]
+  assert counts["duplicate_lines_dropped"] == 2
+
+
+@pytest.mark.parametrize("input_sentence_size", [0, 2000])
+def test_periodic_note_lines_deduplicated(tmp_path, input_sentence_size):
+  # A periodic note splits into identical lines, which made SentencePiece crawl.
+  periodic = "ZQXMARKER word " * 8000  # 120 kB on one line: about 29 lines of 4 kB
+  notes = testdata.clinical_notes(40, seed=2) + [periodic]
+  testdata.write_shards(str(tmp_path / "c"), notes, num_shards=1)
+  info = train.train_vocabulary(str(tmp_path / "c"), str(tmp_path / "v"), vocab_size=VOCAB_SIZE // 2,
+                                input_sentence_size=input_sentence_size)
+  counts = info["counts"]
+  periodic_lines = train.split_note(periodic, train.DEFAULT_MAX_SENTENCE_LENGTH)
+  assert len(set(periodic_lines)) <= 2
+  assert counts["duplicate_lines_dropped"] >= len(periodic_lines) - 2
+  assert counts["lines_fed"] + counts["duplicate_lines_dropped"] == counts["lines"]
+  assert counts["trainer_seen"] == counts["lines_fed"]
 
 
 def test_lowercase_folds_case(corpus_dir, tmp_path):
@@ -318,3 +356,12 @@ def test_out_containing_corpus_rejected(tmp_path, inside):
   with pytest.raises(UserError, match="contains the corpus"):
     train.train_vocabulary(str(corpus), str(out), vocab_size=1000, overwrite=True)
   assert shard.read_bytes() == b"x"
+
+
+def test_overwrite_keeps_foreign_directory(corpus_dir, tmp_path):
+  out = tmp_path / "home"
+  out.mkdir()
+  (out / "notes.txt").write_text("mine")
+  with pytest.raises(UserError, match="no vocab_info.json"):
+    train.train_vocabulary(str(corpus_dir), str(out), vocab_size=VOCAB_SIZE, overwrite=True)
+  assert sorted(os.listdir(out)) == ["notes.txt"]

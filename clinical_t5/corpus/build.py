@@ -87,6 +87,7 @@ class BuildConfig:
   memory_limit: str = "256MB"
   threads: Optional[int] = None
   overwrite: bool = False
+  max_note_mb: float = readers.DEFAULT_MAX_NOTE_MB
 
   def __post_init__(self):
     self.exclude_subjects = tuple(self.exclude_subjects)
@@ -102,6 +103,11 @@ class BuildConfig:
     if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", self.memory_limit or "",
                         flags=re.IGNORECASE):
       raise UserError(f"--memory-limit {self.memory_limit!r} is not a size such as 256MB or 4GB")
+    # NOTE: DuckDB holds a read buffer of this size per thread, so 1,000 MB is a
+    # sanity limit, not a DuckDB one.
+    if not 0 < self.max_note_mb <= 1000:
+      raise UserError(f"--max-note-mb {self.max_note_mb} is invalid; use a size in MB "
+                      "(10^6 bytes) in (0, 1000]")
     if self.threads is not None and self.threads < 1:
       raise UserError(f"--threads {self.threads} must be at least 1 (omit it for one per core)")
     if self.own_placeholders not in PLACEHOLDER_MODES:
@@ -151,7 +157,8 @@ def empty_stats() -> dict:
 
 def _scan_mimic3(con, config: BuildConfig, stats: dict) -> readers.NoteTable:
   """Pass 1 over MIMIC-III: table m3 of per-note metadata, with input checks."""
-  table = readers.NoteTable.open(con, config.mimic3, readers.MIMIC3_COLUMNS, "--mimic3")
+  table = readers.NoteTable.open(con, config.mimic3, readers.MIMIC3_COLUMNS, "--mimic3",
+                                max_note_mb=config.max_note_mb)
   readers.execute(con, "CREATE OR REPLACE TABLE m3 AS "
                   + dedup.metadata_sql(table, junk.sql_is_junk(table.col("text"))),
                   table.path, table.option)
@@ -201,10 +208,11 @@ def _open_other(con, config: BuildConfig, source: str) -> readers.NoteTable:
     required = {"id": config.own_id_column, "subject": config.own_subject_column,
                 "text": config.own_text_column}
     optional = {"category": config.own_category_column} if config.own_category_column else {}
-    return readers.NoteTable.open(con, config.own_notes, required, "--own-notes", optional)
+    return readers.NoteTable.open(con, config.own_notes, required, "--own-notes", optional,
+                                  max_note_mb=config.max_note_mb)
   path = getattr(config, source)
   return readers.NoteTable.open(con, path, readers.MIMIC4_COLUMNS,
-                                f"--{source.replace('_', '-')}")
+                                f"--{source.replace('_', '-')}", max_note_mb=config.max_note_mb)
 
 
 def _check_note_ids(con, meta_table: str, table: readers.NoteTable) -> None:
@@ -401,7 +409,8 @@ def build(config: BuildConfig) -> dict:
     readers.check_input_file(path, option)
   _check_out_holds_no_input(config)
   stats = empty_stats()
-  with fileio.atomic_output_dir(config.out, config.overwrite) as directory:
+  with fileio.atomic_output_dir(config.out, config.overwrite, marker="stats.json",
+                                stage="corpus build") as directory:
     with _local_inputs(config) as (local_config, downloads):
       spill = os.path.join(directory, ".duckdb_spill")
       con = readers.connect(config.memory_limit, spill, config.threads)

@@ -12,6 +12,7 @@ Inputs and --out may also be URLs (gs://bucket/..., anything tf.io.gfile reads).
 import argparse
 
 from clinical_t5.corpus import build as build_lib
+from clinical_t5.corpus import readers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   inputs.add_argument("--mimic4-radiology-annotations", metavar="F",
                       help="the same for radiology notes")
   inputs.add_argument("--own-notes", metavar="F",
-                      help="own notes as CSV (header row), Parquet or JSON Lines")
+                      help="own notes as CSV (header row), Parquet or JSON Lines; their subject "
+                      "ids share one id space with MIMIC's, both for --exclude-subjects and for "
+                      "the patient-level validation split")
   inputs.add_argument("--id-column", dest="own_id_column", default="note_id", metavar="C",
                       help="column of --own-notes with the note id (default: note_id)")
   inputs.add_argument("--subject-column", dest="own_subject_column", default="subject_id",
-                      metavar="C", help="column of --own-notes with the integer patient id "
+                      metavar="C", help="column of --own-notes with the integer patient id, in the "
+                      "same id space as MIMIC SUBJECT_ID, so an equal id means the same patient "
                       "(default: subject_id)")
   inputs.add_argument("--text-column", dest="own_text_column", default="text", metavar="C",
                       help="column of --own-notes with the note text (default: text)")
@@ -88,6 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   output.add_argument("--memory-limit", default="256MB",
                       help="DuckDB memory limit, e.g. 256MB or 4GB; above it DuckDB spills "
                       "to disk under --out, or under $TMPDIR for a URL --out (default: 256MB)")
+  output.add_argument("--max-note-mb", type=float, default=readers.DEFAULT_MAX_NOTE_MB,
+                      metavar="MB",
+                      help="longest CSV row or JSON line accepted, in MB (10^6 bytes); DuckDB "
+                      "allocates a read buffer of this size per thread (default: "
+                      f"{readers.DEFAULT_MAX_NOTE_MB:g})")
   output.add_argument("--threads", type=int,
                       help="DuckDB threads (default: the number of CPU cores)")
 
@@ -106,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
       exclude_subjects=tuple(args.exclude_subjects), keep_placeholders=args.keep_placeholders,
       validation_fraction=args.validation_fraction, num_shards=args.num_shards,
       shard_size_mb=args.shard_size_mb, seed=args.seed, memory_limit=args.memory_limit,
-      threads=args.threads, overwrite=args.overwrite)
+      threads=args.threads, overwrite=args.overwrite, max_note_mb=args.max_note_mb)
   stats = build_lib.build(config)
   splits = stats["splits"]
   print(f"wrote {splits['train']['notes']} train notes in {splits['train']['shards']} shards "

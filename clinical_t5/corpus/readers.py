@@ -27,6 +27,7 @@ import csv
 import dataclasses
 import difflib
 import gzip
+import json
 import os
 import re
 from typing import Iterator, Optional, Sequence
@@ -44,11 +45,19 @@ MIMIC3_COLUMNS = {"id": "ROW_ID", "subject": "SUBJECT_ID", "charttime": "CHARTTI
 MIMIC4_COLUMNS = {"id": "note_id", "subject": "subject_id", "category": "note_type",
                   "text": "text"}
 
+CSV_OPTIONS = "header=true, auto_detect=false, delim=',', quote='\"', escape='\"'"
+# NOTE: 16 MB (10^6 bytes) admits the longest real notes with a wide margin
+# (MIMIC-III's longest is about 55 kB); `--max-note-mb` raises it.
+DEFAULT_MAX_NOTE_MB = 16.0
 # NOTE: a 4 MiB read buffer, smaller than DuckDB's default, cut the peak memory of
-# streaming a 117 MB NOTEEVENTS.csv from 184 to 124 MB (DuckDB 2.0.1). It must
-# exceed max_line_size (2 MB), the longest row DuckDB accepts.
-CSV_OPTIONS = ("header=true, auto_detect=false, delim=',', quote='\"', escape='\"', "
-               "buffer_size=4194304")
+# streaming a 117 MB NOTEEVENTS.csv from 184 to 124 MB (DuckDB 2.0.1). DuckDB
+# 2.0.1 rejects a row longer than the buffer, so the buffer grows to the row limit.
+MIN_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+def max_row_bytes(max_note_mb: float) -> int:
+  """Return the longest CSV row (or JSON line) in bytes that `--max-note-mb` admits."""
+  return int(max_note_mb * 1e6)
 # NOTE: rows of this many Arrow records go from DuckDB to Python at a time; about
 # 8 MB of text at MIMIC-III's average note length of about 2 kB.
 BATCH_ROWS = 4096
@@ -103,19 +112,23 @@ def read_csv_header(path: str, option: str) -> list[str]:
   return next(csv.reader([line]))
 
 
-def column_names(con: duckdb.DuckDBPyConnection, path: str, option: str) -> list[str]:
+def column_names(con: duckdb.DuckDBPyConnection, path: str, option: str,
+                 max_note_mb: float = DEFAULT_MAX_NOTE_MB) -> list[str]:
   """Return the column names of `path` (CSV header, Parquet or JSON schema)."""
   if file_format(path) == "csv":
     return read_csv_header(path, option)
-  return [row[0] for row in execute(con, f"DESCRIBE SELECT * FROM {relation_for(path)}",
+  relation = relation_for(path, max_note_mb=max_note_mb)
+  return [row[0] for row in execute(con, f"DESCRIBE SELECT * FROM {relation}",
                                     path, option).fetchall()]
 
 
-def relation_for(path: str, columns: Optional[list[str]] = None) -> str:
+def relation_for(path: str, columns: Optional[list[str]] = None,
+                 max_note_mb: float = DEFAULT_MAX_NOTE_MB) -> str:
   """Return the DuckDB table function that reads `path`.
 
   A CSV is read with the given header `columns` as VARCHAR and no dialect
-  sniffing, so a malformed row is an error that names its line.
+  sniffing, so a malformed row is an error that names its line. A CSV row or
+  JSON line may be up to `max_row_bytes(max_note_mb)` long.
   """
   if fileio.is_remote(path):
     raise ValueError(f"DuckDB reads local files only, not {path}; read it through "
@@ -123,12 +136,15 @@ def relation_for(path: str, columns: Optional[list[str]] = None) -> str:
   kind = file_format(path)
   if kind == "parquet":
     return f"read_parquet({sql_string(path)})"
+  row_bytes = max_row_bytes(max_note_mb)
   if kind == "json":
-    return f"read_json({sql_string(path)}, format='newline_delimited')"
+    return (f"read_json({sql_string(path)}, format='newline_delimited', "
+            f"maximum_object_size={row_bytes})")
   if columns is None:
     raise ValueError("CSV relations need the header columns")
   types = ", ".join(f"{sql_string(name)}: 'VARCHAR'" for name in columns)
-  return f"read_csv({sql_string(path)}, {CSV_OPTIONS}, columns={{{types}}})"
+  sizes = f"max_line_size={row_bytes}, buffer_size={max(row_bytes, MIN_BUFFER_BYTES)}"
+  return f"read_csv({sql_string(path)}, {CSV_OPTIONS}, {sizes}, columns={{{types}}})"
 
 
 def check_input_file(path: str, option: str) -> None:
@@ -171,6 +187,40 @@ def first_invalid_utf8_line(path: str) -> Optional[int]:
   return None
 
 
+def first_invalid_json_line(path: str) -> Optional[tuple[int, str]]:
+  """Return (1-based line number, reason) of the first line that is not one JSON object.
+
+  Blank lines are skipped, as DuckDB skips them. The reason is `json`'s
+  message with its column, which never quotes the line.
+  """
+  try:
+    with _open_binary(path) as f:
+      for number, line in enumerate(f, start=1):
+        if not line.strip():
+          continue
+        try:
+          value = json.loads(line)
+        except json.JSONDecodeError as e:
+          return number, f"{e.msg} at column {e.colno}"
+        except UnicodeDecodeError:
+          return number, "invalid UTF-8"
+        if not isinstance(value, dict):
+          return number, f"a JSON {type(value).__name__}, not an object"
+  except (OSError, EOFError):
+    return None
+  return None
+
+
+def _describe_json_error(path: str, option: str) -> str:
+  found = first_invalid_json_line(path)
+  if found is None:
+    return (f"{option} {path}: cannot be read as JSON Lines; write one JSON object per line, "
+            "or raise --max-note-mb if a note is longer than it")
+  number, reason = found
+  return (f"{option} {path}: line {number} is not a valid JSON object ({reason}); the file "
+          "must hold one JSON object per line (JSON Lines)")
+
+
 def describe_error(error: duckdb.Error, path: str, option: str) -> str:
   """Return a one-line explanation of a DuckDB read error, without file content."""
   message = str(error)
@@ -184,17 +234,26 @@ def describe_error(error: duckdb.Error, path: str, option: str) -> str:
   if "gzip" in lowered or "zlib" in lowered or "inflate" in lowered:
     return (f"{option} {path}: truncated or corrupt gzip data; download the file again "
             "(`gzip -t` checks it)")
+  if file_format(path) == "json":
+    return _describe_json_error(path, option)
+  if file_format(path) == "parquet":
+    return (f"{option} {path}: cannot be read as Parquet ({type(error).__name__}); export "
+            "the file again")
   line_match = re.search(r"on Line: (\d+)", message)
   where = f"near line {line_match.group(1)}" if line_match else "somewhere"
   if "unterminated quote" in lowered:
-    return (f"{option} {path}: a quoted field {where} is never closed; quote TEXT fields "
-            "RFC 4180 style (a quote inside a field is written twice)")
+    return (f"{option} {path}: a quoted field {where} is never closed, or holds a note longer "
+            "than --max-note-mb; quote TEXT fields RFC 4180 style (a quote inside a field is "
+            "written twice) or raise --max-note-mb")
   if "expected number of columns" in lowered:
     return (f"{option} {path}: the row {where} has another number of columns than the header; "
             "the file must be comma-separated RFC 4180 CSV")
   if "maximum line size" in lowered:
-    return (f"{option} {path}: the row {where} is longer than DuckDB's 2 MB row limit, which "
-            "usually means an unclosed quote; quote TEXT fields RFC 4180 style")
+    limit = re.search(r"maximum line size of (\d+) bytes", lowered)
+    size = f"{int(limit.group(1)) / 1e6:g} MB " if limit else ""
+    return (f"{option} {path}: the row {where} is longer than the {size}row limit; raise "
+            "--max-note-mb if notes are this long, else look for an unclosed quote (quote "
+            "TEXT fields RFC 4180 style)")
   if line_match:
     return (f"{option} {path}: malformed CSV {where}; the file must be comma-separated "
             "RFC 4180 CSV with a header row")
@@ -241,11 +300,12 @@ class NoteTable:
 
   @classmethod
   def open(cls, con: duckdb.DuckDBPyConnection, path: str, required: dict[str, str],
-           option: str, optional: Optional[dict[str, str]] = None) -> "NoteTable":
+           option: str, optional: Optional[dict[str, str]] = None,
+           max_note_mb: float = DEFAULT_MAX_NOTE_MB) -> "NoteTable":
     """Check `path` and find its columns; raise UserError naming what is missing."""
     check_input_file(path, option)
-    names = column_names(con, path, option)
-    relation = relation_for(path, names)
+    names = column_names(con, path, option, max_note_mb)
+    relation = relation_for(path, names, max_note_mb)
     by_lower = {name.lower(): name for name in names}
     found = {}
     for logical, expected in {**required, **(optional or {})}.items():

@@ -121,7 +121,8 @@ def write_dataset(out_dir: str, seed: int = 0, scale: float = DEFAULT_SCALE,
   seed, scale = validate(seed, scale)
   with contextlib.ExitStack() as stack:
     try:
-      tmp = stack.enter_context(atomic_output_dir(out_dir, overwrite))
+      tmp = stack.enter_context(atomic_output_dir(out_dir, overwrite, marker="synth_report.json",
+                                                  stage="synth"))
     except OSError as e:
       raise UserError(f"cannot create output directory {out_dir}: {e.strerror}; "
                       "choose a writable --out") from None

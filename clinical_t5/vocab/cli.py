@@ -10,6 +10,7 @@ Every path may also be a URL (gs://bucket/corpus, anything tf.io.gfile reads).
 
 import argparse
 
+from clinical_t5 import fileio
 from clinical_t5.vocab import train as train_lib
 from clinical_t5.vocab.train import DEFAULT_CHARACTER_COVERAGE, DEFAULT_MAX_SENTENCE_LENGTH
 
@@ -82,12 +83,16 @@ def run(args: argparse.Namespace) -> int:
         extra_user_symbols=args.user_symbol, num_threads=args.num_threads, overwrite=args.overwrite)
     counts = info["counts"]
     print(f"wrote {args.out}/spiece.model: {info['pieces']['total']} pieces, trained on "
-          f"{counts['lines_fed']} of {counts['lines']} lines from {counts['notes']} notes, "
+          f"{counts['lines_fed']} of {counts['lines']} lines from {counts['notes']} notes "
+          f"({counts['duplicate_lines_dropped']} duplicate lines dropped), "
           f"{counts['trainer_skipped']} skipped")
     return 0
 
   from clinical_t5.vocab import report as report_lib  # pylint: disable=g-import-not-at-top
 
+  if args.out is not None:
+    # Fail before the corpus is read, which can take minutes.
+    fileio.check_output_file(args.out)
   report = report_lib.vocabulary_report(args.vocab, args.corpus, compare_path=args.compare,
                                         max_notes=args.max_notes)
   report_lib.write_report(report, args.out)

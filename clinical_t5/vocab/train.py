@@ -39,6 +39,8 @@ Five SentencePiece traps are closed here:
   own sampler (`shuffle_input_sentence`) draws a different sample in every
   process even after `set_random_generator_seed`, so the trainer is given the
   sample with its sampling turned off, and the model is identical for a seed.
+  The sample holds no exact duplicate line (`sampling.py`), because many
+  copies of one line, as a periodic note gives, make training crawl.
 """
 
 import collections
@@ -49,7 +51,6 @@ import io
 import json
 import os
 import posixpath
-import random
 import re
 import tempfile
 import time
@@ -61,6 +62,7 @@ import sentencepiece as spm
 from clinical_t5 import fileio
 from clinical_t5.corpus.deid import DEID_TAGS
 from clinical_t5.errors import UserError
+from clinical_t5.vocab import sampling
 
 NEWLINE = "\n"
 # SentencePiece's whitespace symbol (U+2581): it replaces " " inside pieces.
@@ -224,7 +226,8 @@ class SentenceFeed:
     self._paths = list(paths)
     self._max_bytes = max_bytes
     self.counts = collections.Counter({k: 0 for k in (
-        "notes", "notes_without_text", "lines", "lines_hard_split", "bytes", "max_line_bytes")})
+        "notes", "notes_without_text", "lines", "lines_hard_split", "bytes", "max_line_bytes",
+        sampling.DUPLICATES_KEY)})
 
   def __iter__(self) -> Iterator[str]:
     for text in iter_note_texts(self._paths):
@@ -241,23 +244,6 @@ class SentenceFeed:
         self.counts["bytes"] += size
         self.counts["max_line_bytes"] = max(self.counts["max_line_bytes"], size)
         yield sentence
-
-
-def reservoir_sample(items: Iterator[str], size: int, seed: int) -> list[str]:
-  """Return a uniform sample of `size` items (all, in order, when there are fewer).
-
-  Memory stays at `size` items however long `items` is (Algorithm R).
-  """
-  rng = random.Random(seed)
-  sample = []
-  for i, item in enumerate(items):
-    if i < size:
-      sample.append(item)
-    else:
-      j = rng.randrange(i + 1)
-      if j < size:
-        sample[j] = item
-  return sample
 
 
 class _GuardedIterator:
@@ -379,7 +365,7 @@ def trainer_options(config: VocabConfig) -> dict:
       "pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1,
       "pad_piece": "<pad>", "eos_piece": "</s>", "unk_piece": "<unk>",
       "user_defined_symbols": user_defined_symbols(config.extra_user_symbols),
-      # Sampling happens before the trainer (`reservoir_sample`); SentencePiece
+      # Sampling happens before the trainer (`sampling.py`); SentencePiece
       # itself must load every line it is fed.
       "input_sentence_size": 0,
       "shuffle_input_sentence": False,
@@ -531,13 +517,13 @@ def train_vocabulary(corpus_dir: str, out_dir: str, *, vocab_size: int = 32000,
                        max_sentence_length=max_sentence_length,
                        character_coverage=character_coverage,
                        extra_user_symbols=tuple(extra_user_symbols), num_threads=num_threads)
-  fileio.check_output_dir(out_dir, overwrite)
-  paths = list_shards(corpus_dir)
   if not fileio.is_remote(out_dir) and not fileio.is_remote(corpus_dir):
     out_real, corpus_real = os.path.realpath(out_dir), os.path.realpath(corpus_dir)
     if os.path.commonpath([out_real, corpus_real]) == out_real:
       raise UserError(f"--out {out_dir} contains the corpus {corpus_dir}, which writing the "
                       "vocabulary would replace; choose an --out outside the corpus")
+  fileio.check_output_dir(out_dir, overwrite, marker="vocab_info.json", stage="vocab train")
+  paths = list_shards(corpus_dir)
   options = trainer_options(config)
   logging.info("training a %d-piece unigram vocabulary on %d shards of %s", vocab_size,
                len(paths), corpus_dir)
@@ -545,9 +531,10 @@ def train_vocabulary(corpus_dir: str, out_dir: str, *, vocab_size: int = 32000,
   feed = SentenceFeed(paths, config.max_sentence_length)
   start = time.monotonic()
   if config.input_sentence_size:
-    sentences = iter(reservoir_sample(iter(feed), config.input_sentence_size, config.seed))
+    sentences = iter(sampling.sample_unique_lines(iter(feed), config.input_sentence_size,
+                                                  config.seed, feed.counts))
   else:
-    sentences = iter(feed)
+    sentences = sampling.unique_lines(iter(feed), feed.counts)
   first = next(sentences, None)
   if first is None:
     raise UserError(f"corpus {corpus_dir} has no note with text ({feed.counts['notes']} records "
@@ -564,6 +551,9 @@ def train_vocabulary(corpus_dir: str, out_dir: str, *, vocab_size: int = 32000,
   if counts["max_line_bytes"] > config.max_sentence_length:
     raise VocabTrainingError("a training line exceeded max_sentence_length after splitting")
   counts["lines_fed"] = fed
+  if not config.input_sentence_size and fed + counts[sampling.DUPLICATES_KEY] != counts["lines"]:
+    raise VocabTrainingError(f"{fed} lines fed and {counts[sampling.DUPLICATES_KEY]} duplicates "
+                             f"dropped do not add up to the {counts['lines']} lines read")
   counts.update({f"trainer_{k}": v for k, v in trainer_counts.items()})
 
   info = {
@@ -584,7 +574,8 @@ def train_vocabulary(corpus_dir: str, out_dir: str, *, vocab_size: int = 32000,
   if info["corpus"]["manifest_sha256"] is None:
     logging.warning("corpus %s has no manifest.json; vocab_info.json records no corpus hash", corpus_dir)
 
-  with fileio.atomic_output_dir(out_dir, overwrite) as tmp:
+  with fileio.atomic_output_dir(out_dir, overwrite, marker="vocab_info.json",
+                                stage="vocab train") as tmp:
     with open(os.path.join(tmp, "spiece.model"), "wb") as f:
       f.write(model)
     write_vocab_file(model, os.path.join(tmp, "spiece.vocab"))
