@@ -216,6 +216,12 @@ def _check_parent_writable(path: str) -> None:
                     f"{e.strerror}; choose a writable --out") from None
   if not os.access(parent, os.W_OK | os.X_OK):
     raise UserError(f"output directory {parent} is not writable; choose a writable --out")
+  # Root passes the access check on /proc and /sys; creating an entry is the real test.
+  try:
+    os.rmdir(tempfile.mkdtemp(prefix=".clinical-t5-probe-", dir=parent))
+  except OSError as e:
+    raise UserError(f"cannot create entries in output directory {parent}: {e.strerror}; "
+                    "choose a writable --out") from None
 
 
 def _temporary_sibling(path: str, kind: str) -> str:

@@ -365,3 +365,9 @@ def test_overwrite_keeps_foreign_directory(corpus_dir, tmp_path):
   with pytest.raises(UserError, match="no vocab_info.json"):
     train.train_vocabulary(str(corpus_dir), str(out), vocab_size=VOCAB_SIZE, overwrite=True)
   assert sorted(os.listdir(out)) == ["notes.txt"]
+
+
+def test_unwritable_out_rejected_before_reading(tmp_path):
+  (tmp_path / "corpus").mkdir()
+  with pytest.raises(UserError, match="choose a writable --out"):
+    train.train_vocabulary(str(tmp_path / "corpus"), "/proc/clinical-t5-vocab", vocab_size=VOCAB_SIZE)
