@@ -34,7 +34,11 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import clinical_t5_tasks  # pylint: disable=g-import-not-at-top
 from clinical_t5.vocab import testdata  # pylint: disable=g-import-not-at-top
 from clinical_t5.vocab import train as vocab_train  # pylint: disable=g-import-not-at-top
+from clinical_t5_tasks import pipeline as task_pipeline  # pylint: disable=g-import-not-at-top
 from clinical_t5_tasks import span_corruption  # pylint: disable=g-import-not-at-top
+
+# The trainer installs the one-map packing path for full-length rows; measure what it runs.
+task_pipeline.install_full_length_packing()
 
 LENGTHS = {"inputs": 512, "targets": 114}
 BATCH_SIZE = 128

@@ -255,7 +255,8 @@ def _finetune_done(out: str) -> bool:
 def _report(out: str) -> None:
   from clinical_t5 import fileio  # pylint: disable=g-import-not-at-top
   from clinical_t5.experiment import report  # pylint: disable=g-import-not-at-top
-  with fileio.atomic_output_dir(os.path.join(out, "report"), overwrite=True) as tmp:
+  with fileio.atomic_output_dir(os.path.join(out, "report"), overwrite=True,
+                                marker="report.md", stage="report") as tmp:
     report.write_report(_finetune_rows(out), tmp, with_published=True)
 
 

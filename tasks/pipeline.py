@@ -15,8 +15,8 @@ Skipping re-runs the pipeline for the skipped batches, which costs about
 checkpoint (`tf.train.Checkpoint(iterator=...)`) restores the same position
 without that cost.
 
-Importing this module also speeds up seqio packing of full-length rows (see
-`install_full_length_packing`). Span-corruption examples are exactly 512 / 114
+`install_full_length_packing()` speeds up seqio packing of full-length rows;
+our trainer calls it, importing this module does not. Span-corruption examples are exactly 512 / 114
 tokens, so `EncDecFeatureConverter(pack=True)` puts each in a row of its own:
 
   {"inputs": [512 ids], "targets": [114 ids]}
@@ -111,9 +111,8 @@ def install_full_length_packing() -> None:
 
   seqio's FeatureConverter looks up `seqio.utils.trim_and_pack_dataset` at
   call time, so replacing that attribute reaches every converter in the
-  process, t5x's included. Idempotent.
+  process, t5x's included. Importing this package never does it: a binary
+  opts in (our trainer does, and logs it), so a t5x user's process keeps
+  seqio's packer unless it calls this too. Idempotent.
   """
   seqio_utils.trim_and_pack_dataset = trim_and_pack_dataset
-
-
-install_full_length_packing()

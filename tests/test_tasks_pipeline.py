@@ -25,7 +25,8 @@ def as_lists(dataset: tf.data.Dataset) -> list:
   return [{k: v.tolist() for k, v in row.items()} for row in dataset.as_numpy_iterator()]
 
 
-def test_seqio_packer_is_replaced():
+def test_seqio_packer_is_replaced_on_request():
+  pipeline.install_full_length_packing()
   assert seqio.utils.trim_and_pack_dataset is pipeline.trim_and_pack_dataset
 
 
@@ -60,6 +61,7 @@ def test_padding_id_inside_full_row_raises():
 
 
 def test_converter_output_matches_unpacked_rows():
+  pipeline.install_full_length_packing()
   dataset = full_length_rows(20, seed=1)
   packed = as_lists(seqio.EncDecFeatureConverter(pack=True)(dataset, LENGTHS))
   plain = as_lists(seqio.EncDecFeatureConverter(pack=False)(dataset, LENGTHS))

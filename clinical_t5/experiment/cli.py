@@ -45,7 +45,7 @@ def _write_report(out_dir: str, with_published: bool) -> str:
   target = os.path.join(out_dir, "report")
   with results_db.ResultsDB(os.path.join(out_dir, sweep.DB_NAME)) as db:
     rows = db.rows()
-  with fileio.atomic_output_dir(target, overwrite=True) as tmp:
+  with fileio.atomic_output_dir(target, overwrite=True, marker="report.md", stage="report") as tmp:
     report.write_report(rows, tmp, with_published=with_published)
   return target
 

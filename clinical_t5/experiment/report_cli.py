@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     with results_db.ResultsDB(resolve_db(args.sweep)) as db:
       rows = db.rows()
 
-  with fileio.atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
+  with fileio.atomic_output_dir(args.out, overwrite=args.overwrite, marker="report.md",
+                                stage="report") as tmp:
     names = report.write_report(rows, tmp, with_published=args.with_published,
                                 main_fraction=args.main_fraction)
     with open(os.path.join(tmp, "report.md"), encoding="utf-8") as f:

@@ -182,7 +182,8 @@ def export_checkpoint(checkpoint: str, out_dir: str, *, vocab_path: Optional[str
 
   summary: dict[str, Any] = {"checkpoint": checkpoint_dir, "out": os.path.abspath(out_dir),
                              "step": metadata.get("step"), "tensors": len(state)}
-  with fileio.atomic_output_dir(out_dir, overwrite) as tmp:
+  with fileio.atomic_output_dir(out_dir, overwrite, marker="config.json",
+                                stage="export-hf") as tmp:
     tokenizer_length = write_tokenizer(spm_path, tmp)
     if tokenizer_length > cfg.vocab_size:
       raise UserError(f"vocabulary {spm_path} has {tokenizer_length} ids with {EXTRA_IDS} "

@@ -186,7 +186,8 @@ def import_hf(hf_dir: str, out: str, *, overwrite: bool = False,
   if dtype is not None:
     cfg = cfg.replace(dtype=dtype)
   final_tokenizer_dir = os.path.join(os.path.abspath(out), "tokenizer")
-  with fileio.atomic_output_dir(out, overwrite) as tmp:
+  with fileio.atomic_output_dir(out, overwrite, marker="model_config",
+                                stage="import-hf") as tmp:
     # Orbax writes the checkpoint at `tmp` itself (the empty directory is replaced).
     os.rmdir(tmp)
     tokenizer_tmp = tmp + ".tokenizer"

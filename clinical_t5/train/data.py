@@ -44,8 +44,18 @@ def hide_gpus_from_tf() -> None:
 
 
 def import_task_registry() -> None:
-  """Import `clinical_t5_tasks` so that its seqio tasks are registered."""
+  """Import `clinical_t5_tasks` so that its seqio tasks are registered.
+
+  Also switches seqio's packer to the one-map path for full-length rows
+  (span-corruption examples), which builds the same rows as seqio's packer.
+  """
   import clinical_t5_tasks  # pylint: disable=g-import-not-at-top,unused-import
+  from clinical_t5_tasks import pipeline  # pylint: disable=g-import-not-at-top
+  if not getattr(import_task_registry, "_packing_installed", False):
+    pipeline.install_full_length_packing()
+    logging.info("seqio packing: full-length rows take the one-map path of "
+                 "clinical_t5_tasks.pipeline; other rows use seqio's packer")
+    import_task_registry._packing_installed = True  # pylint: disable=protected-access
 
 
 def check_task_exists(name: str) -> None:
