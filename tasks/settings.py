@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 import seqio
 
+from clinical_t5 import fileio
 from clinical_t5.errors import UserError
 from clinical_t5_tasks import span_corruption
 
@@ -137,7 +138,7 @@ class LazySentencePieceVocabulary(seqio.SentencePieceVocabulary):
     if self._model:
       return self._model
     path = self.sentencepiece_model_file
-    if not os.path.isfile(path):
+    if not fileio.exists(path) or fileio.isdir(path):
       raise UserError(f"SentencePiece model {path} not found; train one with "
                       "`clinical-t5 vocab train` or fix the vocabulary path")
     context = super()._model_context()

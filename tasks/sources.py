@@ -19,10 +19,10 @@ import ast
 import csv
 import dataclasses
 import json
-import os
 import sys
 from typing import Any, Optional, Sequence
 
+from clinical_t5 import fileio
 from clinical_t5.errors import UserError
 
 MEDNLI_LABELS = ("entailment", "contradiction", "neutral")
@@ -82,12 +82,18 @@ def _missing(path: str, task: str, physionet_file: str) -> UserError:
 
 
 # -----------------------------------------------------------------------------
+
+def _is_file(path: str) -> bool:
+  """Whether `path` (a local path or a URL such as gs://bucket/f) is an existing file."""
+  return fileio.exists(path) and not fileio.isdir(path)
+
+
 # MedNLI
 
 
 def mednli_path(data_dir: str, split: str) -> str:
-  path = os.path.join(data_dir, "mednli", MEDNLI_FILES[split])
-  if not os.path.isfile(path):
+  path = fileio.join(data_dir, "mednli", MEDNLI_FILES[split])
+  if not _is_file(path):
     raise _missing(path, "mednli", MEDNLI_FILES[split])
   return path
 
@@ -95,7 +101,7 @@ def mednli_path(data_dir: str, split: str) -> str:
 def read_mednli(path: str) -> list[MedNLIRecord]:
   """Read a MedNLI JSON Lines file (keys pairID, sentence1, sentence2, gold_label)."""
   records = []
-  with open(path, encoding="utf-8") as f:
+  with fileio.open(path, encoding="utf-8") as f:
     for line_number, line in enumerate(f, start=1):
       if not line.strip():
         continue
@@ -124,12 +130,12 @@ def read_mednli(path: str) -> list[MedNLIRecord]:
 
 def radqa_path(data_dir: str, split: str) -> str:
   name = RADQA_SPLITS[split]
-  folder = os.path.join(data_dir, "radqa")
+  folder = fileio.join(data_dir, "radqa")
   for candidate in (f"{name}.json", f"radqa_{name}.json", f"{name}.csv", f"radqa_{name}.csv"):
-    path = os.path.join(folder, candidate)
-    if os.path.isfile(path):
+    path = fileio.join(folder, candidate)
+    if _is_file(path):
       return path
-  raise _missing(os.path.join(folder, f"{name}.json"), "radqa", f"{name}.json")
+  raise _missing(fileio.join(folder, f"{name}.json"), "radqa", f"{name}.json")
 
 
 def read_radqa(path: str) -> list[RadQARecord]:
@@ -137,7 +143,7 @@ def read_radqa(path: str) -> list[RadQARecord]:
   if path.endswith(".csv"):
     return _read_radqa_csv(path)
   try:
-    with open(path, encoding="utf-8") as f:
+    with fileio.open(path, encoding="utf-8") as f:
       root = json.load(f)
   except json.JSONDecodeError as e:
     raise UserError(f"{path}: invalid JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
@@ -206,11 +212,11 @@ def _read_radqa_csv(path: str) -> list[RadQARecord]:
 
 
 def clip_paths(data_dir: str, split: str) -> tuple[str, str]:
-  folder = os.path.join(data_dir, "clip")
-  sentences = os.path.join(folder, "sentence_level.csv")
-  ids = os.path.join(folder, CLIP_ID_FILES[split])
+  folder = fileio.join(data_dir, "clip")
+  sentences = fileio.join(folder, "sentence_level.csv")
+  ids = fileio.join(folder, CLIP_ID_FILES[split])
   for path, name in ((sentences, "sentence_level.csv"), (ids, CLIP_ID_FILES[split])):
-    if not os.path.isfile(path):
+    if not _is_file(path):
       raise _missing(path, "clip", name)
   return sentences, ids
 
@@ -218,7 +224,7 @@ def clip_paths(data_dir: str, split: str) -> tuple[str, str]:
 def read_clip_ids(path: str) -> list[str]:
   """Read a headerless CLIP id file: one document id (a MIMIC-III ROW_ID) per line."""
   ids = []
-  with open(path, encoding="utf-8") as f:
+  with fileio.open(path, encoding="utf-8") as f:
     for line_number, line in enumerate(f, start=1):
       value = line.strip().split(",")[0].strip()
       if not value:
@@ -280,7 +286,7 @@ def _literal(text: str, kind: type, where: str) -> Any:
 def _read_csv_rows(path: str, columns: Sequence[str]):
   """Yield (line number, row dict) from a CSV with a header; errors never quote the line."""
   csv.field_size_limit(sys.maxsize)
-  with open(path, encoding="utf-8", newline="") as f:
+  with fileio.open(path, encoding="utf-8", newline="") as f:
     reader = csv.DictReader(f)
     missing = [c for c in columns if c not in (reader.fieldnames or [])]
     if missing:

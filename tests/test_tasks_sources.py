@@ -150,3 +150,17 @@ def test_csv_missing_column_is_named(tmp_path):
   write_lines(path, ["doc_id,sent_index,sentence", "1,0,\"['a']\""])
   with pytest.raises(UserError, match=r"missing column\(s\) labels"):
     sources.read_clip_sentences(str(path))
+
+
+def test_task_files_read_from_url(synth_dir):
+  # file:// goes through tf.io.gfile, the same route as gs://.
+  url = "file://" + str(synth_dir)
+  for split in ("train", "validation", "test"):
+    assert sources.read_mednli(sources.mednli_path(url, split)) == \
+        sources.read_mednli(sources.mednli_path(str(synth_dir), split))
+  assert sources.read_radqa(sources.radqa_path(url, "test")) == \
+      sources.read_radqa(sources.radqa_path(str(synth_dir), "test"))
+  url_paths = sources.clip_paths(url, "test")
+  assert url_paths[0].startswith("file://")
+  assert sources.read_clip_ids(url_paths[1]) == \
+      sources.read_clip_ids(sources.clip_paths(str(synth_dir), "test")[1])

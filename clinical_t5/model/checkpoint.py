@@ -25,6 +25,7 @@ from absl import logging
 from etils import epath
 from flax import linen as nn
 
+from clinical_t5 import fileio
 from clinical_t5.errors import UserError
 from clinical_t5.model import config as config_lib
 
@@ -59,8 +60,8 @@ def save_checkpoint(path: str, params: Params, config: config_lib.T5Config,
   Orbax writes into a temporary directory and renames it when complete, so a
   failed save leaves no checkpoint behind.
   """
-  path = os.path.abspath(path)
-  if os.path.exists(path):
+  path = _absolute(path)
+  if fileio.exists(path):
     raise UserError(f"checkpoint directory {path} already exists; choose a new path or remove it")
   params = nn.meta.unbox(params)
   _checkpointer().save(
@@ -72,13 +73,18 @@ def save_checkpoint(path: str, params: Params, config: config_lib.T5Config,
   logging.info("saved checkpoint %s", path)
 
 
+def _absolute(path: str) -> str:
+  """Make a local path absolute; leave a URL such as gs://bucket/run as it is."""
+  return path if fileio.is_remote(path) else os.path.abspath(path)
+
+
 def latest_step_dir(model_dir: str) -> Optional[str]:
   """Return MODEL_DIR/checkpoint_<max step> among finalized step directories, or None."""
   best: Optional[tuple[int, str]] = None
-  for name in os.listdir(model_dir):
+  for name in fileio.listdir(model_dir):
     match = _STEP_DIR.match(name)
-    full = os.path.join(model_dir, name)
-    if not match or not os.path.isdir(full):
+    full = fileio.join(model_dir, name)
+    if not match or not fileio.isdir(full):
       continue
     if not ocp.step.is_path_finalized(epath.Path(full)):
       logging.warning("skipping unfinished checkpoint %s", full)
@@ -91,10 +97,10 @@ def latest_step_dir(model_dir: str) -> Optional[str]:
 
 def resolve_checkpoint_dir(path: str) -> str:
   """Return the checkpoint directory for `path`: itself, or its latest finalized step."""
-  path = os.path.abspath(path)
-  if not os.path.isdir(path):
+  path = _absolute(path)
+  if not fileio.isdir(path):
     raise UserError(f"checkpoint {path} not found; pass a checkpoint directory or a MODEL_DIR")
-  if os.path.isdir(os.path.join(path, "params")):
+  if fileio.isdir(fileio.join(path, "params")):
     return path
   step_dir = latest_step_dir(path)
   if step_dir is not None:
@@ -105,11 +111,11 @@ def resolve_checkpoint_dir(path: str) -> str:
 
 
 def _read_json_items(path: str) -> tuple[config_lib.T5Config, dict[str, Any]]:
-  if not os.path.isdir(os.path.join(path, "model_config")):
+  if not fileio.isdir(fileio.join(path, "model_config")):
     raise UserError(f"checkpoint {path} has no model_config/ item; it was not written by "
                     "clinical-t5 (save_checkpoint or the trainer)")
   args = {"model_config": ocp.args.JsonRestore()}
-  if os.path.isdir(os.path.join(path, "metadata")):
+  if fileio.isdir(fileio.join(path, "metadata")):
     args["metadata"] = ocp.args.JsonRestore()
   restored = _checkpointer().restore(epath.Path(path), args=ocp.args.Composite(**args))
   try:
