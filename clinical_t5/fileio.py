@@ -69,6 +69,13 @@ def exists(path: str) -> bool:
   return os.path.exists(path)
 
 
+def isfile(path: str) -> bool:
+  """Return whether `path` is an existing file (for a bucket: an object, not a prefix)."""
+  if is_remote(path):
+    return exists(path) and not isdir(path)
+  return os.path.isfile(path)
+
+
 def isdir(path: str) -> bool:
   """Return whether `path` is a directory (for a bucket: a prefix with objects below it)."""
   if is_remote(path):

@@ -82,18 +82,12 @@ def _missing(path: str, task: str, physionet_file: str) -> UserError:
 
 
 # -----------------------------------------------------------------------------
-
-def _is_file(path: str) -> bool:
-  """Whether `path` (a local path or a URL such as gs://bucket/f) is an existing file."""
-  return fileio.exists(path) and not fileio.isdir(path)
-
-
 # MedNLI
 
 
 def mednli_path(data_dir: str, split: str) -> str:
   path = fileio.join(data_dir, "mednli", MEDNLI_FILES[split])
-  if not _is_file(path):
+  if not fileio.isfile(path):
     raise _missing(path, "mednli", MEDNLI_FILES[split])
   return path
 
@@ -133,7 +127,7 @@ def radqa_path(data_dir: str, split: str) -> str:
   folder = fileio.join(data_dir, "radqa")
   for candidate in (f"{name}.json", f"radqa_{name}.json", f"{name}.csv", f"radqa_{name}.csv"):
     path = fileio.join(folder, candidate)
-    if _is_file(path):
+    if fileio.isfile(path):
       return path
   raise _missing(fileio.join(folder, f"{name}.json"), "radqa", f"{name}.json")
 
@@ -216,7 +210,7 @@ def clip_paths(data_dir: str, split: str) -> tuple[str, str]:
   sentences = fileio.join(folder, "sentence_level.csv")
   ids = fileio.join(folder, CLIP_ID_FILES[split])
   for path, name in ((sentences, "sentence_level.csv"), (ids, CLIP_ID_FILES[split])):
-    if not _is_file(path):
+    if not fileio.isfile(path):
       raise _missing(path, "clip", name)
   return sentences, ids
 

@@ -35,13 +35,9 @@ from clinical_t5.corpus import readers
 from clinical_t5.errors import UserError
 
 
-def _is_file(path: str) -> bool:
-  return fileio.exists(path) and not fileio.isdir(path)
-
-
 def clip_id_files(path: str) -> list[str]:
   """Return the CLIP id files in directory `path` (or `path` itself if a file)."""
-  if _is_file(path):
+  if fileio.isfile(path):
     return [path]
   if not fileio.isdir(path):
     raise UserError(f"--exclude-clip {path}: not found; pass the CLIP directory that contains "
@@ -63,7 +59,7 @@ def read_clip_row_ids(path: str) -> list[int]:
 
 def radqa_files(path: str) -> list[str]:
   """Return the RadQA JSON files in directory `path` (or `path` itself if a file)."""
-  if _is_file(path):
+  if fileio.isfile(path):
     return [path]
   if not fileio.isdir(path):
     raise UserError(f"--exclude-radqa {path}: not found; pass the RadQA directory or one of "
