@@ -54,7 +54,8 @@ def test_export_verify_matches_transformers(tmp_path, spm_path, variant):
   out = tmp_path / "hf"
   summary = hf_export.export_checkpoint(ckpt, str(out), verify=True)
   report = summary["verify"]
-  assert report["max_abs_logit_diff"] < 1e-4 and report["greedy_equal"]
+  assert report["max_abs_logit_diff"] < 1e-4
+  assert report["greedy_equal"]
   assert report["scale_decoder_outputs"] is cfg.tie_word_embeddings
   greedy = np.array(report["greedy_tokens"])
   # Random tied (v1.0) models settle on a few tokens; still require some token choice.
@@ -64,7 +65,8 @@ def test_export_verify_matches_transformers(tmp_path, spm_path, variant):
   assert hf_config["feed_forward_proj"] == cfg.feed_forward_proj
   assert hf_config["tie_word_embeddings"] is cfg.tie_word_embeddings
   assert (hf_config["decoder_start_token_id"], hf_config["pad_token_id"], hf_config["eos_token_id"]) == (0, 0, 1)
-  assert hf_config["vocab_size"] == 512 and hf_config["num_decoder_layers"] == 3
+  assert hf_config["vocab_size"] == 512
+  assert hf_config["num_decoder_layers"] == 3
   generation = json.loads((out / "generation_config.json").read_text())
   assert (generation["decoder_start_token_id"], generation["pad_token_id"], generation["eos_token_id"]) == (0, 0, 1)
 
@@ -79,7 +81,9 @@ def test_export_verify_matches_transformers(tmp_path, spm_path, variant):
     np.testing.assert_array_equal(tensors["lm_head.weight"], params["decoder"]["logits_dense"].T)
 
   card = (out / "README.md").read_text()
-  assert "1234" in card and "ab" * 32 in card and "PhysioNet" in card
+  assert "1234" in card
+  assert "ab" * 32 in card
+  assert "PhysioNet" in card
   tokenizer = transformers.AutoTokenizer.from_pretrained(str(out))
   assert len(tokenizer) == VOCAB_PIECES + 100 <= hf_config["vocab_size"]
   assert tokenizer.convert_tokens_to_ids("<extra_id_0>") == VOCAB_PIECES + 99
@@ -150,7 +154,8 @@ def test_hf_import_export_round_trip_bitwise(tmp_path, spm_path, variant, weight
   assert cli.main(["import-hf", str(tmp_path / "hf_in"), str(tmp_path / "ckpt")]) == 0
   _, cfg, metadata = checkpoint.load_checkpoint(str(tmp_path / "ckpt"))
   assert cfg.tie_word_embeddings is VARIANTS[variant]["tie_word_embeddings"]
-  assert metadata["step"] == 0 and os.path.isfile(metadata["vocab_path"])
+  assert metadata["step"] == 0
+  assert os.path.isfile(metadata["vocab_path"])
   assert cli.main(["export-hf", str(tmp_path / "ckpt"), str(tmp_path / "hf_out")]) == 0
 
   exported = _tensors(tmp_path / "hf_out" / "model.safetensors")

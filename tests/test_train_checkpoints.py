@@ -107,7 +107,8 @@ def test_incomplete_steps_are_skipped_renamed_and_never_block_saves(tmp_path):
   assert checkpoints.list_steps(str(model_dir)) == [(2, True), (4, False)]
   assert checkpoints.latest_complete_step(str(model_dir)) == 2
   moved = checkpoints.set_aside_incomplete_steps(str(model_dir), 2)
-  assert len(moved) == 1 and os.path.isdir(moved[0])
+  assert len(moved) == 1
+  assert os.path.isdir(moved[0])
   assert os.path.exists(os.path.join(moved[0], "params"))      # renamed, not deleted
   assert tmp_dir.is_dir()                                       # left alone
 
@@ -142,7 +143,8 @@ def test_keep_best_by_metric(tmp_path):
   manager.wait()
   assert manager._manager.best_step() == 2  # pylint: disable=protected-access
   kept = [step for step, ok in checkpoints.list_steps(str(tmp_path / "m")) if ok]
-  assert 2 in kept and 1 not in kept
+  assert 2 in kept
+  assert 1 not in kept
   manager.close()
 
 

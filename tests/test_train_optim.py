@@ -12,16 +12,19 @@ from clinical_t5.train import config, optim, steps
 
 def test_rsqrt_schedule_matches_t5x():
   _, schedule = optim.create_optimizer(config.OptimizerConfig())
-  assert np.isclose(schedule(0), 0.01) and np.isclose(schedule(10_000), 0.01)
+  assert np.isclose(schedule(0), 0.01)
+  assert np.isclose(schedule(10_000), 0.01)
   assert np.isclose(schedule(40_000), 0.005)
   _, paper = optim.create_optimizer(config.OptimizerConfig(warmup_steps=40_000))
-  assert np.isclose(paper(1), 0.005) and np.isclose(paper(160_000), 1 / 400)
+  assert np.isclose(paper(1), 0.005)
+  assert np.isclose(paper(160_000), 1 / 400)
 
 
 def test_constant_schedule_for_finetuning():
   _, schedule = optim.create_optimizer(config.OptimizerConfig(schedule="constant",
                                                               base_learning_rate=1e-4))
-  assert np.isclose(schedule(0), 1e-4) and np.isclose(schedule(10**6), 1e-4)
+  assert np.isclose(schedule(0), 1e-4)
+  assert np.isclose(schedule(10**6), 1e-4)
 
 
 @pytest.mark.parametrize("name", ["adafactor", "adamw"])
