@@ -25,7 +25,7 @@ import pytest  # pylint: disable=g-import-not-at-top
 
 
 def pytest_configure(config):
-  # absl-based code reads FLAGS; under pytest nobody parses them.
+  # absl-based code reads FLAGS, and pytest never parses absl flags.
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.FLAGS.mark_as_parsed()
 
@@ -60,7 +60,7 @@ def corpus_dir(synth_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def vocab_dir(corpus_dir, tmp_path_factory):
-  """A 2,000-piece vocabulary trained on `corpus_dir`; the directory holds spiece.model."""
+  """A 2,000-piece vocabulary trained on `corpus_dir`; the directory contains spiece.model."""
   from clinical_t5.vocab import train  # pylint: disable=g-import-not-at-top
   out = tmp_path_factory.mktemp("vocab") / "vocab"
   train.train_vocabulary(str(corpus_dir), str(out), vocab_size=2000, seed=0)
