@@ -144,3 +144,23 @@ def test_cli_count_checkpoint(tmp_path, capsys):
   result = json.loads(capsys.readouterr().out)
   stored = sum(x.size for x in jax.tree_util.tree_leaves(params))
   assert result["params"] == stored
+
+
+def test_paper_match_convention_per_size():
+  base = flops.paper_param_match("t5-base")
+  assert base["matching_convention"] == "stored"
+  large = flops.paper_param_match("t5_1_0_large")
+  assert large["matching_convention"] == "tied_head_counted"
+  # The stored T5-Large count is 4.2% below the paper's 770M; it is reported, not hidden.
+  assert large["relative_error"]["stored"] == pytest.approx(737_668_096 / 770e6 - 1)
+
+
+def test_paper_match_unlisted_shape():
+  assert flops.paper_param_match("t5_1_1_small") is None
+
+
+def test_cli_count_paper_line(capsys):
+  assert cli.main(["flops", "count", "--size", "t5-large"]) == 0
+  out = capsys.readouterr().out
+  assert "paper (Lehman et al., Table 1): 770.0M, matches the count with the tied head" in out
+  assert "stored -4.2%" in out

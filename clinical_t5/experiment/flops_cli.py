@@ -115,6 +115,16 @@ def _load_shape(args: argparse.Namespace) -> flops.ModelShape:
   return shape
 
 
+def _paper_lines(paper: dict) -> list[str]:
+  errors = paper["relative_error"]
+  names = {"stored": "the stored count", "tied_head_counted": "the count with the tied head"}
+  match = paper["matching_convention"]
+  verdict = (f"matches {names[match]} within 2%" if match
+             else "no counting convention comes within 2%")
+  return [f"paper (Lehman et al., Table 1): {_human(paper['paper'])}, {verdict} "
+          f"(stored {errors['stored']:+.1%}, tied head counted {errors['tied_head_counted']:+.1%})"]
+
+
 def _run_count(args: argparse.Namespace) -> int:
   if args.input_length <= 0 or args.target_length <= 0:
     raise UserError("--input-length and --target-length must be positive token counts")
@@ -135,6 +145,9 @@ def _run_count(args: argparse.Namespace) -> int:
       "six_n_split_flops_per_sequence": flops.six_n_split_flops(
           shape, args.input_length, args.target_length),
   }
+  paper = flops.paper_param_match(args.size) if args.size else None
+  if paper is not None:
+    result["paper_params"] = paper
   if args.tokens is not None:
     # NOTE: --tokens counts input plus target tokens, so it covers
     # tokens / (input_length + target_length) sequence pairs.
@@ -152,6 +165,8 @@ def _run_count(args: argparse.Namespace) -> int:
       f"  with tied head counted   {result['params_counting_tied_head']:>16,}",
   ]
   lines += [f"  {name:<24} {value:>16,}" for name, value in result["param_breakdown"].items()]
+  if paper is not None:
+    lines += _paper_lines(paper)
   lines += [
       f"train FLOPs / sequence     {result['train_flops_per_sequence']:.4g} (exact matmuls, {seq})",
       f"  6N per-stack estimate    {result['six_n_split_flops_per_sequence']:.4g}",
