@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("clinical_t5.synth.cli", "write a synthetic data set in the exact MIMIC, MedNLI, RadQA and CLIP formats"),
     "corpus": ("clinical_t5.corpus.cli", "build the deduplicated, tagged, decontaminated pretraining corpus"),
     "vocab": ("clinical_t5.vocab.cli", "train or report on a clinical SentencePiece vocabulary"),
-    "tasks": ("clinical_t5_tasks.cli", "check the MedNLI, RadQA and CLIP files before finetuning"),
+    "tasks": ("clinical_t5_tasks.cli", "check the finetuning files, or pre-tokenize the corpus into a cache"),
     "train": ("clinical_t5.train.cli", "pretrain or finetune from gin files (t5x flags)"),
     "evaluate": ("clinical_t5.train.evaluate_cli", "evaluate a checkpoint from gin files (t5x flags)"),
     "infer": ("clinical_t5.train.infer_cli", "write predictions of a checkpoint from gin files (t5x flags)"),

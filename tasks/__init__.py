@@ -7,7 +7,8 @@ Importing the package registers, in seqio's TaskRegistry:
   {mednli,radqa,clip}_{1,5,10,25,100}pct    the same with a fixed % of the training split
 
 Paths come from environment variables (CLINICAL_T5_VOCAB, CLINICAL_T5_CORPUS_DIR,
-CLINICAL_T5_DATA_DIR), read when data is first needed, or from `configure`:
+CLINICAL_T5_DATA_DIR, CLINICAL_T5_CACHE_DIR), read when data is first needed,
+or from `configure`:
 
   import clinical_t5_tasks, seqio
   clinical_t5_tasks.configure(vocab_path="vocab/spiece.model", corpus_dir="corpus",
@@ -68,7 +69,7 @@ def configure(*, vocab_path: str | None = None, corpus_dir: str | None = None,
   """Set paths and options, then (re)register every task; return the settings.
 
   Paths left as None are read from the environment when data is first needed.
-  `options` are the other `TaskSettings` fields (note_boundary,
+  `options` are the other `TaskSettings` fields (cache_dir, note_boundary,
   t5_mask_layout, extra_ids, noise_density, mean_noise_span_length,
   fraction_seed, clip_window_words).
   """

@@ -1,4 +1,4 @@
-"""`clinical-t5 tasks check`: read and validate the fine-tuning files before training.
+"""`clinical-t5 tasks check|cache`: validate fine-tuning files; pre-tokenize the corpus.
 
   clinical-t5 tasks check --data-dir physionet
   task    split        examples
@@ -8,6 +8,12 @@
 Every split of MedNLI, RadQA and CLIP is read and checked exactly as the
 seqio tasks read it, so a bad file fails here (exit 2, one line naming the
 file, row and field) instead of minutes into a training run.
+
+  clinical-t5 tasks cache --out work/cache --corpus-dir work/corpus --vocab work/vocab/spiece.model
+
+tokenizes the pretraining corpus once into work/cache/mimic_span_corruption/
+(seqio's offline cache layout, see cache.py). Pretraining with
+`--gin.USE_CACHED_TASKS=True` and `CLINICAL_T5_CACHE_DIR=work/cache` reads it.
 """
 
 import argparse
@@ -16,8 +22,13 @@ from absl import logging
 
 from clinical_t5.errors import UserError
 
+import seqio
+
 from clinical_t5_tasks import FINETUNING_MODULES
+from clinical_t5_tasks import cache
+from clinical_t5_tasks import configure
 from clinical_t5_tasks import finetune
+from clinical_t5_tasks import mimic
 from clinical_t5_tasks import settings as settings_lib
 
 
@@ -31,8 +42,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   check.add_argument("--deid-tagging", action="store_true",
                      help="also apply the DEID tagging that configure(deid_tagging=True) applies")
 
+  cache_parser = sub.add_parser(
+      "cache", help="tokenize the pretraining corpus once into a seqio offline cache")
+  cache_parser.add_argument("--out", required=True,
+                            help="cache root; the cache goes to OUT/mimic_span_corruption/")
+  cache_parser.add_argument("--corpus-dir", default=None,
+                            help="output of `clinical-t5 corpus build` "
+                                 "(default: $CLINICAL_T5_CORPUS_DIR)")
+  cache_parser.add_argument("--vocab", default=None,
+                            help="spiece.model of `clinical-t5 vocab train` "
+                                 "(default: $CLINICAL_T5_VOCAB)")
+  cache_parser.add_argument("--splits", default=",".join(mimic.SPLITS),
+                            help="comma-separated corpus splits to cache (default: train,validation)")
+  cache_parser.add_argument("--overwrite", action="store_true",
+                            help="replace an existing cache of the task under --out")
+
 
 def run(args: argparse.Namespace) -> int:
+  if args.action == "cache":
+    return _run_cache(args)
   task_settings = settings_lib.TaskSettings(data_dir=args.data_dir, deid_tagging=args.deid_tagging)
   names = [name.strip() for name in args.tasks.split(",") if name.strip()]
   unknown = [name for name in names if name not in FINETUNING_MODULES]
@@ -45,4 +73,20 @@ def run(args: argparse.Namespace) -> int:
       examples = FINETUNING_MODULES[name].load_examples(task_settings, split)
       logging.info("%s %s: %d examples", name, split, len(examples))
       print(f"{name:<8} {split:<11} {len(examples):>9d}")
+  return 0
+
+
+def _run_cache(args: argparse.Namespace) -> int:
+  splits = [split.strip() for split in args.splits.split(",") if split.strip()]
+  unknown = [split for split in splits if split not in mimic.SPLITS]
+  if unknown or not splits:
+    raise UserError(f"invalid --splits {args.splits!r}; choose from {', '.join(mimic.SPLITS)}")
+  configure(vocab_path=args.vocab, corpus_dir=args.corpus_dir)
+  task = seqio.get_mixture_or_task(mimic.TASK_NAME)
+  stats = cache.write_cache(task, args.out, splits, overwrite=args.overwrite)
+  print(f"{'split':<11} {'notes':>9} {'tokens':>13}")
+  for split, counts in stats.items():
+    print(f"{split:<11} {counts['examples']:>9d} {counts.get('targets_tokens', 0):>13d}")
+  print(f"cache written to {cache.task_cache_dir(args.out, task.name)}; train with "
+        f"--gin.USE_CACHED_TASKS=True and CLINICAL_T5_CACHE_DIR={args.out}")
   return 0

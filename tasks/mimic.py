@@ -9,16 +9,23 @@ inputs of 512), and each chunk becomes one example:
 
 Shards are files, so `shard_info` splits hosts by file when there are at
 least as many files as hosts, and by example otherwise.
+
+Pre-tokenized notes: `clinical-t5 tasks cache --out DIR` tokenizes the corpus
+once (see `cache.py`); `use_cached=True` then reads DIR instead of the corpus
+and skips tokenization, the costliest step of the pipeline.
 """
 
 import collections.abc
 import functools
 import os
 
+from typing import Mapping, Optional
+
 import seqio
 import tensorflow as tf
 
 from clinical_t5.errors import UserError
+from clinical_t5_tasks import cache
 from clinical_t5_tasks import preprocessors
 from clinical_t5_tasks import settings as settings_lib
 
@@ -69,6 +76,76 @@ def _read_tfrecords(files: tf.Tensor) -> tf.data.Dataset:
   return records.map(lambda batch: tf.io.parse_example(batch, _FEATURES)).unbatch()
 
 
+class SpanCorruptionTask(seqio.Task):
+  """A seqio Task that finds its token cache through the settings, reads it in blocks, trims less.
+
+  All three differences keep seqio's behaviour:
+
+  * `cache_dir` searches seqio's global cache directories first, then the
+    cache directory of the settings (`CLINICAL_T5_CACHE_DIR`).
+  * `_get_cached_source` reads a token cache in blocks of records
+    (`cache.read_token_cache`), in seqio's file and record order.
+  * `_trim_output_features` returns the dataset unchanged when every output
+    feature already has a static length within the requested one, as the
+    full-length chunks do. seqio's trim would run a per-example map that
+    slices nothing, and per-example maps are the largest cost of the
+    pipeline once the notes are pre-tokenized.
+  """
+
+  def __init__(self, *args, task_settings: settings_lib.TaskSettings, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._task_settings = task_settings
+
+  @property
+  def cache_dir(self) -> Optional[str]:
+    found = super().cache_dir
+    if found:
+      return found
+    root = self._task_settings.resolve_cache_dir()
+    if root and tf.io.gfile.exists(os.path.join(cache.task_cache_dir(root, self.name),
+                                                cache.COMPLETED)):
+      self._cache_dir = cache.task_cache_dir(root, self.name)
+    return self._cache_dir
+
+  def assert_cached(self) -> None:
+    if not self.cache_dir:
+      root = self._task_settings.resolve_cache_dir()
+      where = (f"{cache.task_cache_dir(root, self.name)} has no {cache.COMPLETED} file" if root
+               else f"{settings_lib.ENV_CACHE_DIR} is not set")
+      raise UserError(f"cached data of {self.name} requested (use_cached=True), but {where}; "
+                      "write the cache with `clinical-t5 tasks cache --out DIR` and set "
+                      f"{settings_lib.ENV_CACHE_DIR}=DIR, or read the corpus with "
+                      "USE_CACHED_TASKS = False")
+
+  def _get_cached_source(self, split: str, file_shuffle_buffer_size: Optional[int] = None
+                         ) -> seqio.DataSource:
+    self.assert_cached()
+    file_shuffle_buffer_size = (file_shuffle_buffer_size
+                                or self._cache_dataset_placerholder.file_shuffle_buffer_size)
+    source = cache.read_token_cache(self.cache_dir, split, file_shuffle_buffer_size)
+    return source or super()._get_cached_source(split, file_shuffle_buffer_size)
+
+  def _trim_output_features(self, dataset: tf.data.Dataset,
+                            sequence_length: Optional[Mapping[str, int]]) -> tf.data.Dataset:
+    if sequence_length and _fits_statically(dataset, sequence_length, self.output_features):
+      return dataset
+    return super()._trim_output_features(dataset, sequence_length)
+
+
+def _fits_statically(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
+                     output_features: Mapping[str, seqio.Feature]) -> bool:
+  """Return whether each output feature has a static 1-D length within its sequence length."""
+  spec = dataset.element_spec
+  for key in output_features:
+    length = sequence_length.get(key)
+    if length is None or key not in spec:
+      continue
+    shape = spec[key].shape
+    if shape.rank != 1 or shape[0] is None or shape[0] > length:
+      return False
+  return True
+
+
 def make_task(task_settings: settings_lib.TaskSettings,
               vocabulary: seqio.Vocabulary) -> seqio.Task:
   """Build the pretraining Task (not yet registered)."""
@@ -76,8 +153,9 @@ def make_task(task_settings: settings_lib.TaskSettings,
                                 split_to_filepattern=_CorpusFilePatterns(task_settings))
   corruption = dict(noise_density=task_settings.noise_density,
                     mean_noise_span_length=task_settings.mean_noise_span_length)
-  return seqio.Task(
+  return SpanCorruptionTask(
       TASK_NAME,
+      task_settings=task_settings,
       source=source,
       output_features={"inputs": seqio.Feature(vocabulary, add_eos=True),
                        "targets": seqio.Feature(vocabulary, add_eos=True)},

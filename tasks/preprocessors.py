@@ -74,9 +74,11 @@ def chunk_notes(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
   """
   raw = span_corruption.raw_length_for(sequence_length["inputs"], noise_density,
                                        mean_noise_span_length).raw
-  tokens = dataset.map(lambda example: example["targets"]).filter(lambda t: tf.size(t) > 0)
+  tokens = dataset.map(lambda example: example["targets"])
 
   if note_boundary == "split":
+    tokens = tokens.filter(lambda t: tf.size(t) > 0)
+
     def split_note(note: tf.Tensor) -> tf.data.Dataset:
       length = tf.size(note)
       row_lengths = tf.concat([tf.fill([length // raw], raw), [length % raw]], axis=0)
@@ -88,6 +90,9 @@ def chunk_notes(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
   eos = output_features["targets"].vocabulary.eos_id
 
   def join_notes(notes: tf.RaggedTensor) -> tf.Tensor:
+    # Empty notes are dropped here, per block, because a per-note filter
+    # would cost one tf.data function call per note.
+    notes = tf.ragged.boolean_mask(notes, notes.row_lengths() > 0)       # [notes, (length)]
     if note_boundary == "eos":
       notes = tf.concat([notes, tf.fill([notes.nrows(), 1], tf.constant(eos, tf.int32))], axis=1)
     return notes.flat_values                                             # [stream]

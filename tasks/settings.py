@@ -6,6 +6,7 @@ unset, from environment variables read when data is first needed:
   CLINICAL_T5_VOCAB=/models/spiece.model        the SentencePiece model
   CLINICAL_T5_CORPUS_DIR=/data/corpus           output of `clinical-t5 corpus build`
   CLINICAL_T5_DATA_DIR=/data/tasks              mednli/, radqa/, clip/ subfolders
+  CLINICAL_T5_CACHE_DIR=/data/cache             output of `clinical-t5 tasks cache` (optional)
 
 The vocabulary of every task is a `LazySentencePieceVocabulary`: registering
 tasks reads no file, so `import clinical_t5_tasks` works before the data
@@ -26,6 +27,7 @@ from clinical_t5_tasks import span_corruption
 ENV_VOCAB = "CLINICAL_T5_VOCAB"
 ENV_CORPUS_DIR = "CLINICAL_T5_CORPUS_DIR"
 ENV_DATA_DIR = "CLINICAL_T5_DATA_DIR"
+ENV_CACHE_DIR = "CLINICAL_T5_CACHE_DIR"
 
 NOTE_BOUNDARIES = ("eos", "none", "split")
 
@@ -42,6 +44,9 @@ class TaskSettings:
     vocab_path: SentencePiece model file; None reads CLINICAL_T5_VOCAB.
     corpus_dir: directory of corpus TFRecord shards; None reads CLINICAL_T5_CORPUS_DIR.
     data_dir: directory with mednli/, radqa/, clip/; None reads CLINICAL_T5_DATA_DIR.
+    cache_dir: offline token cache written by `clinical-t5 tasks cache`, read
+      when a run asks for cached data (`use_cached=True`); None reads
+      CLINICAL_T5_CACHE_DIR. seqio's global cache directories are searched first.
     deid_tagging: replace MIMIC-III `[**...**]` placeholders in fine-tuning
       text with the corpus DEID tags, so the text matches pretraining.
     note_boundary: how pretraining chunks treat note ends. "eos" concatenates
@@ -62,6 +67,7 @@ class TaskSettings:
   vocab_path: Optional[str] = None
   corpus_dir: Optional[str] = None
   data_dir: Optional[str] = None
+  cache_dir: Optional[str] = None
   deid_tagging: bool = False
   note_boundary: str = "eos"
   t5_mask_layout: bool = False
@@ -102,6 +108,10 @@ class TaskSettings:
   def resolve_corpus_dir(self) -> str:
     return _resolve(self.corpus_dir, ENV_CORPUS_DIR, "corpus_dir",
                     "the --out directory of `clinical-t5 corpus build`")
+
+  def resolve_cache_dir(self) -> Optional[str]:
+    """Return the token cache directory, or None when neither the setting nor the variable is set."""
+    return self.cache_dir or os.environ.get(ENV_CACHE_DIR) or None
 
   def resolve_data_dir(self) -> str:
     return _resolve(self.data_dir, ENV_DATA_DIR, "data_dir",

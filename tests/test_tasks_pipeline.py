@@ -84,3 +84,22 @@ def test_batched_tokenization_matches_seqio_tokenize(spm_path):
   assert ours == [{"targets": row["targets"]} for row in as_lists(reference)]
   assert ours[0]["targets"] == []
   assert len(ours[1]["targets"]) > 5
+
+
+@pytest.mark.parametrize("note_boundary, expected", [
+    # Inputs of 8 tokens need raw chunks of 7. Empty notes add nothing, not even an EOS.
+    ("eos", [[5, 6, 1, 7, 8, 9, 10], [1, 11, 1, 12, 13, 14, 15]]),
+    ("none", [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14, 15, 16, 17, 18]]),
+])
+def test_chunking_skips_empty_notes(note_boundary, expected):
+  class Vocabulary:
+    eos_id = 1
+  features = {"targets": seqio.Feature(Vocabulary(), add_eos=True)}
+  notes = [[], [5, 6], [], [7, 8, 9, 10], [11], [], [12, 13, 14, 15, 16, 17, 18, 19]]
+  dataset = tf.data.Dataset.from_generator(
+      lambda: ({"targets": np.asarray(note, np.int32)} for note in notes),
+      output_signature={"targets": tf.TensorSpec([None], tf.int32)})
+  blocks = preprocessors.chunk_notes(dataset, {"inputs": 8, "targets": 3}, features,
+                                     note_boundary=note_boundary)
+  chunks = [row for block in blocks.as_numpy_iterator() for row in block["targets"].tolist()]
+  assert chunks == expected
