@@ -1,8 +1,9 @@
 """Benchmark the pretraining input pipeline: tokenization, span corruption, packing.
 
 Runs the `mimic_span_corruption` seqio task at inputs 512 / targets 114 on
-synthetic notes through `seqio.get_dataset` and `EncDecFeatureConverter`, as
-the trainer does, in two ways: from the corpus text (tokenizing every epoch)
+synthetic notes through `seqio.get_dataset` and
+`BlockEncDecFeatureConverter` (seqio's `EncDecFeatureConverter` rows, built in
+blocks), as the trainer does, in two ways: from the corpus text (tokenizing every epoch)
 and from pre-tokenized notes (the token cache of `clinical-t5 tasks cache`,
 read with `use_cached=True`). Beside each runs a plain numpy implementation
 of the same algorithm (SentencePiece in Python for the text row,
@@ -129,7 +130,7 @@ def seqio_from_text(pack: bool) -> tf.data.Dataset:
   # NOTE: shuffle=False because seqio's 10,000-example shuffle buffer would
   # take in this whole small data set before the first batch, leaving no
   # steady state to measure. The shuffle buffer costs little per example.
-  return seqio.get_dataset(TASK, LENGTHS, seqio.EncDecFeatureConverter(pack=pack),
+  return seqio.get_dataset(TASK, LENGTHS, task_pipeline.BlockEncDecFeatureConverter(pack=pack),
                            dataset_split="train", shuffle=False, seed=0, num_epochs=1,
                            batch_size=BATCH_SIZE)
 
@@ -140,7 +141,7 @@ def seqio_from_cache(pack: bool) -> tf.data.Dataset:
   # after the first epoch. A real corpus is far larger, so the limit is set
   # to 0 here to measure record parsing in every epoch.
   dataset_providers._MAX_EXAMPLES_TO_MEM_CACHE = 0  # pylint: disable=protected-access
-  return seqio.get_dataset(TASK, LENGTHS, seqio.EncDecFeatureConverter(pack=pack),
+  return seqio.get_dataset(TASK, LENGTHS, task_pipeline.BlockEncDecFeatureConverter(pack=pack),
                            dataset_split="train", shuffle=False, seed=0,
                            num_epochs=CACHE_EPOCHS, batch_size=BATCH_SIZE, use_cached=True)
 

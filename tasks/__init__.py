@@ -15,7 +15,7 @@ or from `configure`:
                               data_dir="physionet")
   ds = seqio.get_dataset("mimic_span_corruption", {"inputs": 512, "targets": 114},
                          "train", shuffle=True, seed=0,
-                         feature_converter=seqio.EncDecFeatureConverter(pack=True))
+                         feature_converter=clinical_t5_tasks.BlockEncDecFeatureConverter(pack=True))
 
 `configure` re-registers every task, so it is safe to call again, and so is a
 re-import. The package imports no JAX, Flax or trainer code itself (seqio
@@ -32,10 +32,12 @@ from clinical_t5_tasks import mednli
 from clinical_t5_tasks import mimic
 from clinical_t5_tasks import radqa
 from clinical_t5_tasks import settings as settings_lib
+from clinical_t5_tasks.pipeline import BlockEncDecFeatureConverter
 from clinical_t5_tasks.pipeline import get_batches
 from clinical_t5_tasks.settings import TaskSettings
 
-__all__ = ["TaskSettings", "configure", "current_settings", "get_batches", "task_names"]
+__all__ = ["BlockEncDecFeatureConverter", "TaskSettings", "configure", "current_settings",
+           "get_batches", "task_names"]
 
 FINETUNING_MODULES = {"mednli": mednli, "radqa": radqa, "clip": clip}
 

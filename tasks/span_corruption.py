@@ -180,37 +180,64 @@ def noise_mask_tf(starts: tf.Tensor, ends: tf.Tensor, length) -> tf.Tensor:
   return tf.cumsum(edges, axis=1)[:, :length] > 0
 
 
+def _gather_side(table: tf.Tensor, row_width, sentinel_slots: tf.Tensor, raw_shift: tf.Tensor,
+                 out_length, length) -> tf.Tensor:
+  """Gather one output side [batch, out_length] from `table`, the rows [tokens, sentinels] flat.
+
+  Sentinel j sits at sentinel_slots[:, j] (increasing along each row) and is
+  table column length + j. Any other slot p after j sentinels takes raw
+  token p - j + raw_shift[:, j]; raw_shift is [batch, k + 1]. The column of
+  slot p is p + D[p], and D changes only at a sentinel and right after it,
+  so D is a cumulative sum over two scattered jumps per sentinel.
+  """
+  batch, spans = tf.shape(sentinel_slots)[0], tf.shape(sentinel_slots)[1]
+  span_numbers = tf.range(spans)[tf.newaxis, :]
+  at_sentinel = length + span_numbers - sentinel_slots                   # D at sentinel j
+  jump_in = at_sentinel - (raw_shift[:, :-1] - span_numbers)
+  jump_out = (raw_shift[:, 1:] - span_numbers - 1) - at_sentinel
+  # One spare column receives the jump after a sentinel in the last slot.
+  width = out_length + 1
+  row_starts = tf.range(batch)[:, tf.newaxis] * width
+  places = tf.concat([row_starts + sentinel_slots, row_starts + sentinel_slots + 1], axis=1)
+  jumps = tf.math.bincount(tf.reshape(places, [-1]),
+                           weights=tf.reshape(tf.concat([jump_in, jump_out], axis=1), [-1]),
+                           minlength=batch * width, maxlength=batch * width, dtype=tf.int32)
+  shifts = tf.cumsum(tf.reshape(jumps, [batch, width])[:, :out_length], axis=1)
+  columns = (shifts + tf.range(out_length)[tf.newaxis, :] + raw_shift[:, :1]
+             + tf.range(batch)[:, tf.newaxis] * row_width)                # [batch, out]
+  return tf.gather(table, columns)
+
+
 def apply_noise_spans_tf(tokens: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
                          offsets: tf.Tensor, vocab_size: int,
                          eos_id: int) -> tuple[tf.Tensor, tf.Tensor]:
   """Build (inputs, targets), EOS appended, from tokens [batch, T] and spans [batch, k].
 
   Every row must have the same number of noise tokens and of spans, so that
-  the outputs are dense [batch, L_in] and [batch, L_tgt]. The inputs keep the
-  non-noise tokens and put sentinel j where span j starts. The targets are
-  the noise tokens with sentinel j in front of span j: noise token i goes to
-  slot i + (spans begun up to i), sentinel j to slot offset_j + j.
+  the outputs are dense [batch, L_in] and [batch, L_tgt]. Both sides are
+  one gather each, with no mask or sort: with gap_j = starts_j - offsets_j
+  non-noise tokens before span j, sentinel j sits at input slot gap_j + j and
+  at target slot offsets_j + j. Input slot p after j sentinels contains raw
+  token p - j + offsets_j (offsets_k = noise), and target slot p after
+  j >= 1 sentinels contains raw token p - j + gap_{j-1}.
   """
   batch, length = tf.shape(tokens)[0], tf.shape(tokens)[1]
   spans = tf.shape(starts)[1]
-  mask = noise_mask_tf(starts, ends, length)                              # [batch, T]
-  is_start = _indicator(starts, length) > 0                               # [batch, T]
-  sentinels = tf.cast(vocab_size - tf.cumsum(tf.cast(is_start, tf.int32), axis=1), tokens.dtype)
+  # Every row has the same noise count; the division also covers an empty batch.
+  noise = tf.reduce_sum(ends - starts) // tf.maximum(batch, 1)
+  gaps = starts - offsets                                                 # [batch, k]
+  span_numbers = tf.range(spans)[tf.newaxis, :]
+  sentinels = tf.tile(tf.cast(vocab_size - 1 - span_numbers, tokens.dtype), [batch, 1])
+  table = tf.reshape(tf.concat([tokens, sentinels], axis=1), [-1])       # [batch * (T + k)]
   eos = tf.fill([batch, 1], tf.constant(eos_id, tokens.dtype))
 
-  keep = tf.logical_or(tf.logical_not(mask), is_start)
-  inputs = tf.reshape(tf.boolean_mask(tf.where(is_start, sentinels, tokens), keep), [batch, -1])
-
-  noise_tokens = tf.reshape(tf.boolean_mask(tokens, mask), [batch, -1])   # [batch, noise]
-  noise = tf.shape(noise_tokens)[1]
-  begun = tf.cumsum(_indicator(offsets, noise), axis=1)                   # [batch, noise]
-  span_numbers = tf.range(spans)[tf.newaxis, :]
-  slots = tf.concat([tf.range(noise)[tf.newaxis, :] + begun, offsets + span_numbers], axis=1)
-  values = tf.concat([noise_tokens,
-                      tf.cast(tf.tile(vocab_size - 1 - span_numbers, [batch, 1]), tokens.dtype)],
-                     axis=1)                                              # [batch, noise + k]
-  order = tf.argsort(slots, axis=1, stable=True)
-  targets = tf.gather(values, order, batch_dims=1)                        # [batch, noise + k]
+  offsets_with_noise = tf.concat([offsets, tf.fill([batch, 1], noise)], axis=1)
+  inputs = _gather_side(table, length + spans, gaps + span_numbers, offsets_with_noise,
+                        length - noise + spans, length)
+  # Column 0 only sets the columns before sentinel 0, and target slot 0 is always sentinel 0.
+  gaps_shifted = tf.concat([tf.zeros([batch, 1], gaps.dtype), gaps], axis=1)
+  targets = _gather_side(table, length + spans, offsets + span_numbers, gaps_shifted,
+                         noise + spans, length)
   return tf.concat([inputs, eos], axis=1), tf.concat([targets, eos], axis=1)
 
 

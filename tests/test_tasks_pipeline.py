@@ -103,3 +103,55 @@ def test_chunking_skips_empty_notes(note_boundary, expected):
                                      note_boundary=note_boundary)
   chunks = [row for block in blocks.as_numpy_iterator() for row in block["targets"].tolist()]
   assert chunks == expected
+
+
+def mixed_length_rows(count: int, seed: int = 0) -> tf.data.Dataset:
+  """Full-length rows with shorter note-tail rows among them, plus a string feature."""
+  rng = np.random.default_rng(seed)
+  rows = []
+  for i in range(count):
+    inputs_length = 12 if i % 4 > 1 else int(rng.integers(1, 6))
+    targets_length = 5 if i % 4 > 1 else int(rng.integers(1, 3))
+    rows.append({"inputs": rng.integers(1, 900, size=inputs_length).astype(np.int32),
+                 "targets": rng.integers(1, 900, size=targets_length).astype(np.int32),
+                 "note": f"row {i}"})
+  return tf.data.Dataset.from_generator(
+      lambda: iter(rows),
+      output_signature={"inputs": tf.TensorSpec([None], tf.int32),
+                        "targets": tf.TensorSpec([None], tf.int32),
+                        "note": tf.TensorSpec([], tf.string)})
+
+
+@pytest.mark.parametrize("pack", [True, False])
+@pytest.mark.parametrize("make_rows", [full_length_rows, mixed_length_rows])
+def test_block_converter_matches_seqio(pack, make_rows):
+  # 300 rows span two full converter blocks of 128 and a partial third.
+  dataset = make_rows(300, seed=2)
+  ours = as_lists(pipeline.BlockEncDecFeatureConverter(pack=pack)(dataset, LENGTHS))
+  reference = as_lists(seqio.EncDecFeatureConverter(pack=pack)(dataset, LENGTHS))
+  assert len(ours) == len(reference)
+  assert ours == reference
+
+
+def test_block_converter_packs_note_tails():
+  dataset = mixed_length_rows(30, seed=3)
+  rows = as_lists(pipeline.BlockEncDecFeatureConverter(pack=True)(dataset, LENGTHS))
+  assert len(rows) < 30                                # short rows share packed rows
+  assert any(max(row["decoder_segment_ids"]) > 1 for row in rows)
+
+
+@pytest.mark.parametrize("pack", [True, False])
+@pytest.mark.parametrize("static_shapes", [True, False])
+def test_block_converter_rejects_long_rows(pack, static_shapes):
+  rows = [{"inputs": np.full(12, 7, np.int32), "targets": np.full(5, 3, np.int32)},
+          {"inputs": np.full(13, 7, np.int32), "targets": np.full(5, 3, np.int32)}]
+  if static_shapes:
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {"inputs": np.full((2, 13), 7, np.int32), "targets": np.full((2, 5), 3, np.int32)})
+  else:
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter(rows), output_signature={"inputs": tf.TensorSpec([None], tf.int32),
+                                              "targets": tf.TensorSpec([None], tf.int32)})
+  converter = pipeline.BlockEncDecFeatureConverter(pack=pack)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="has length not less than or equal"):
+    as_lists(converter(dataset, LENGTHS))

@@ -242,3 +242,25 @@ def test_seqio_evaluator_scores_perfect_predictions(configured):
                                 sequence_length=None)   # the longest example of each feature
     all_metrics, _ = evaluator.evaluate(compute_metrics=True, predict_fn=predict_fn)
     assert all_metrics.result()[name][metric] == pytest.approx(expected), name
+
+
+@pytest.mark.parametrize("note_boundary", ["eos", "split"])
+def test_block_converter_matches_seqio_on_task(configured, spm_path, corpus_shards,
+                                               note_boundary):
+  # "split" ends each note with a short chunk, so pack=True packs several tails per row.
+  clinical_t5_tasks.configure(vocab_path=spm_path, corpus_dir=corpus_shards,
+                              note_boundary=note_boundary, shuffle_buffer_size=64)
+  task = seqio.get_mixture_or_task("mimic_span_corruption")
+  examples = task.get_dataset(PRETRAIN_LENGTHS, "validation", shuffle=False, seed=0)
+  for pack in (True, False):
+    ours = list(clinical_t5_tasks.BlockEncDecFeatureConverter(pack=pack)(
+        examples, PRETRAIN_LENGTHS).as_numpy_iterator())
+    reference = list(seqio.EncDecFeatureConverter(pack=pack)(
+        examples, PRETRAIN_LENGTHS).as_numpy_iterator())
+    assert len(ours) == len(reference) > 0
+    for row, expected in zip(ours, reference):
+      assert row.keys() == expected.keys()
+      for key in expected:
+        np.testing.assert_array_equal(row[key], expected[key], err_msg=f"{key}, pack={pack}")
+    if pack and note_boundary == "split":
+      assert max(row["decoder_segment_ids"].max() for row in ours) > 1

@@ -86,10 +86,11 @@ def make_dataset_fn(config: DatasetConfig, *, shard_index: int, num_shards: int,
 
   def build():
     import seqio  # pylint: disable=g-import-not-at-top
+    from clinical_t5_tasks import pipeline  # pylint: disable=g-import-not-at-top
     return seqio.get_dataset(
         config.mixture_or_task_name,
         task_feature_lengths=config.task_feature_lengths,
-        feature_converter=seqio.EncDecFeatureConverter(pack=config.pack),
+        feature_converter=pipeline.BlockEncDecFeatureConverter(pack=config.pack),
         dataset_split=config.split,
         use_cached=config.use_cached,
         shuffle=config.shuffle,
