@@ -233,6 +233,8 @@ def main() -> None:
     (run_reference if args.child == "reference" else run_ours)(args.data, args.out)
     return
 
+  if args.memory_cap_mb is not None and args.memory_cap_mb <= 0:
+    parser.error(f"--memory-cap-mb must be a positive number of MB, got {args.memory_cap_mb}")
   cap = args.memory_cap_mb or _default_cap_mb()
   print(f"memory cap per side: {cap:.0f} MB", flush=True)
   sizes = (200_000, 2_000_000) if args.full else (args.notes,)

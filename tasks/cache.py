@@ -9,6 +9,7 @@ once, and writes the tokenized notes where seqio looks for them:
                                         {"targets": int64 [note_length]}
     validation.tfrecord-00000-of-00001
     info.train.json, stats.train.json   feature specs, shard count, example and token counts
+    vocabulary.json                     path and sha256 of the SentencePiece model used
     COMPLETED                           written last; seqio ignores a cache without it
 
 Training then reads that cache (`USE_CACHED_TASKS = True`, with
@@ -21,6 +22,7 @@ cache with the same file interleave as the source, so for a given seed,
 shard and step a cached run yields the same batches as an uncached one.
 """
 
+import hashlib
 import json
 import os
 from typing import Optional, Sequence
@@ -34,6 +36,8 @@ from clinical_t5 import fileio
 from clinical_t5.errors import UserError
 
 COMPLETED = "COMPLETED"
+# Fingerprint of the vocabulary the notes were tokenized with.
+VOCABULARY_FILE = "vocabulary.json"
 
 
 def task_cache_dir(cache_root: str, task_name: str) -> str:
@@ -59,9 +63,38 @@ def write_cache(task: seqio.Task, cache_root: str, splits: Sequence[str], *,
                                 stage="tasks cache") as tmp:
     for split in splits:
       all_stats[split] = _write_split(task, split, tmp)
+    with open(os.path.join(tmp, VOCABULARY_FILE), "w") as f:
+      json.dump(vocabulary_fingerprint(task), f, indent=2, sort_keys=True)
     with open(os.path.join(tmp, COMPLETED), "w") as f:
       f.write("")
   return all_stats
+
+
+def vocabulary_fingerprint(task: seqio.Task) -> dict:
+  """Return the path and sha256 of the SentencePiece model that tokenizes `task`."""
+  path = task.output_features["targets"].vocabulary.sentencepiece_model_file
+  digest = hashlib.sha256()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    digest.update(f.read())
+  return {"path": path, "sha256": digest.hexdigest()}
+
+
+def check_vocabulary(task: seqio.Task, cache_dir: str) -> None:
+  """Raise UserError when the cache in `cache_dir` was tokenized with another vocabulary.
+
+  A cache written before the fingerprint existed has no file to compare and passes.
+  """
+  path = os.path.join(cache_dir, VOCABULARY_FILE)
+  if not tf.io.gfile.exists(path):
+    return
+  with tf.io.gfile.GFile(path) as f:
+    written = json.load(f)
+  current = vocabulary_fingerprint(task)
+  if written.get("sha256") != current["sha256"]:
+    raise UserError(f"token cache {cache_dir} was written with the vocabulary {written.get('path')} "
+                    f"but {task.name} now uses {current['path']}, a different model; rebuild the "
+                    "cache with `clinical-t5 tasks cache --overwrite` or set CLINICAL_T5_VOCAB "
+                    "to the vocabulary the cache was written with")
 
 
 def _write_split(task: seqio.Task, split: str, out_dir: str) -> dict:

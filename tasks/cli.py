@@ -20,6 +20,7 @@ import argparse
 
 from absl import logging
 
+from clinical_t5 import fileio
 from clinical_t5.errors import UserError
 
 import seqio
@@ -83,6 +84,10 @@ def _run_cache(args: argparse.Namespace) -> int:
     raise UserError(f"invalid --splits {args.splits!r}; choose from {', '.join(mimic.SPLITS)}")
   configure(vocab_path=args.vocab, corpus_dir=args.corpus_dir)
   task = seqio.get_mixture_or_task(mimic.TASK_NAME)
+  vocab_path = task.output_features["targets"].vocabulary.sentencepiece_model_file
+  if not fileio.isfile(vocab_path):
+    raise UserError(f"SentencePiece model {vocab_path} not found; pass --vocab with the "
+                    "spiece.model written by `clinical-t5 vocab train`")
   stats = cache.write_cache(task, args.out, splits, overwrite=args.overwrite)
   print(f"{'split':<11} {'notes':>9} {'tokens':>13}")
   for split, counts in stats.items():

@@ -76,10 +76,14 @@ def _read_tfrecords(files: tf.Tensor) -> tf.data.Dataset:
   return records.map(lambda batch: tf.io.parse_example(batch, _FEATURES)).unbatch()
 
 
+# Index of `try_in_mem_cache` among the positional arguments of seqio.Task.get_dataset.
+_TRY_IN_MEM_CACHE_POSITION = 9
+
+
 class SpanCorruptionTask(seqio.Task):
   """A seqio Task that finds its token cache through the settings, reads it in blocks, trims less.
 
-  All three differences keep seqio's behaviour:
+  All four differences keep seqio's output for a given seed, shard and step:
 
   * `cache_dir` searches seqio's global cache directories first, then the
     cache directory of the settings (`CLINICAL_T5_CACHE_DIR`).
@@ -90,6 +94,7 @@ class SpanCorruptionTask(seqio.Task):
     full-length chunks do. seqio's trim would run a per-example map that
     slices nothing, and per-example maps are the largest cost of the
     pipeline once the notes are pre-tokenized.
+  * `get_dataset` never keeps a small cache in memory (see the NOTE there).
   """
 
   def __init__(self, *args, task_settings: settings_lib.TaskSettings, **kwargs):
@@ -122,8 +127,22 @@ class SpanCorruptionTask(seqio.Task):
     self.assert_cached()
     file_shuffle_buffer_size = (file_shuffle_buffer_size
                                 or self._cache_dataset_placerholder.file_shuffle_buffer_size)
+    cache.check_vocabulary(self, self.cache_dir)
     source = cache.read_token_cache(self.cache_dir, split, file_shuffle_buffer_size)
     return source or super()._get_cached_source(split, file_shuffle_buffer_size)
+
+  def get_dataset(self, *args, **kwargs) -> tf.data.Dataset:
+    # NOTE: seqio keeps a cache of fewer than 10,000 notes per shard in memory
+    # (`try_in_mem_cache`) and repeats that, so the file order drawn for the
+    # first epoch is replayed in every epoch. The uncached source reports no
+    # size and is never kept, so a cached run would diverge from it after the
+    # first epoch. Turning it off keeps both streams equal at every size.
+    args = list(args)
+    if len(args) > _TRY_IN_MEM_CACHE_POSITION:
+      args[_TRY_IN_MEM_CACHE_POSITION] = False
+    else:
+      kwargs["try_in_mem_cache"] = False
+    return super().get_dataset(*args, **kwargs)
 
   def _trim_output_features(self, dataset: tf.data.Dataset,
                             sequence_length: Optional[Mapping[str, int]]) -> tf.data.Dataset:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -29,9 +30,11 @@ def cache_root(tmp_path_factory, spm_path, corpus_shards):
   return root
 
 
-def batches(use_cached, *, shuffle=True, seed=3, count=4, shard_info=None, pack=True):
+def batches(use_cached, *, shuffle=True, seed=3, count=4, shard_info=None, pack=True,
+            num_epochs=2):
   dataset = seqio.get_dataset(TASK, LENGTHS, seqio.EncDecFeatureConverter(pack=pack),
-                              dataset_split="train", shuffle=shuffle, seed=seed, num_epochs=2,
+                              dataset_split="train", shuffle=shuffle, seed=seed,
+                              num_epochs=num_epochs,
                               batch_size=4, use_cached=use_cached, shard_info=shard_info)
   return list(dataset.take(count).as_numpy_iterator())
 
@@ -76,6 +79,19 @@ def test_cached_batches_equal_uncached(configured, cache_root):
       assert cached_batch.keys() == uncached_batch.keys()
       for key in cached_batch:
         np.testing.assert_array_equal(cached_batch[key], uncached_batch[key], err_msg=key)
+
+
+def test_cached_equals_uncached_across_epochs(configured, cache_root):
+  clinical_t5_tasks.configure(vocab_path=configured.vocab_path, corpus_dir=configured.corpus_dir,
+                              cache_dir=cache_root, shuffle_buffer_size=64)
+  # Three whole epochs: each one reshuffles the file order, which a cache kept
+  # in memory would replay from the first epoch.
+  uncached = batches(False, num_epochs=3, count=-1)
+  cached = batches(True, num_epochs=3, count=-1)
+  assert len(cached) == len(uncached)
+  for cached_batch, uncached_batch in zip(cached, uncached):
+    for key in cached_batch:
+      np.testing.assert_array_equal(cached_batch[key], uncached_batch[key], err_msg=key)
 
 
 def test_cache_found_through_environment(configured, cache_root, monkeypatch):
@@ -129,3 +145,32 @@ def test_trainer_dataset_reads_cache(configured, cache_root):
     first[use_cached] = next(build().as_numpy_iterator())
   for key in data.MODEL_FEATURES:
     np.testing.assert_array_equal(first[True][key], first[False][key], err_msg=key)
+
+
+def test_cache_records_vocabulary(configured, cache_root):
+  with open(os.path.join(cache_root, TASK, cache.VOCABULARY_FILE)) as f:
+    written = json.load(f)
+  assert written["path"] == configured.vocab_path
+  assert len(written["sha256"]) == 64
+
+
+def test_cache_other_vocabulary_rejected(configured, cache_root, tmp_path):
+  # A copy of the cache whose fingerprint names another model.
+  copy = tmp_path / "cache"
+  shutil.copytree(cache_root, copy)
+  with open(copy / TASK / cache.VOCABULARY_FILE, "w") as f:
+    json.dump({"path": "/elsewhere/spiece.model", "sha256": "0" * 64}, f)
+  clinical_t5_tasks.configure(vocab_path=configured.vocab_path, corpus_dir=configured.corpus_dir,
+                              cache_dir=str(copy))
+  with pytest.raises(UserError, match="written with the vocabulary /elsewhere/spiece.model"):
+    batches(True)
+
+
+def test_cache_command_missing_vocab(configured, tmp_path, capsys):
+  out = tmp_path / "cache"
+  assert cli.main(["tasks", "cache", "--out", str(out), "--corpus-dir", configured.corpus_dir,
+                   "--vocab", str(tmp_path / "missing.model")]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1
+  assert "missing.model not found" in err[0]
+  assert not out.exists()

@@ -342,11 +342,14 @@ class Trainer:
       host = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
       if not np.isfinite(host["loss"]):
         self.checkpoints.wait()
+        if last_good_saved is None:
+          saved = "no checkpoint was saved before it"
+        else:
+          saved = (f"nothing after step {last_good_saved} was saved (last good checkpoint: "
+                   f"{ckpt_lib.step_dir(self.model_dir, last_good_saved)})")
         raise TrainingDivergedError(
-            f"loss is {host['loss']} at step {step_done}; training stopped and nothing after "
-            f"step {last_good_saved} was saved (last good checkpoint: "
-            f"{ckpt_lib.step_dir(self.model_dir, last_good_saved) if last_good_saved is not None else 'none'}). "
-            "Lower the learning rate, check the data, or resume from that checkpoint")
+            f"loss is {host['loss']} at step {step_done}; training stopped and {saved}. "
+            "Lower the learning rate, check the data, or resume from the last good checkpoint")
       return host
 
     while state.step < total:
