@@ -149,7 +149,7 @@ _RECORDS_PER_PARSE = 64
 def read_token_cache(cache_dir: str, split: str,
                      file_shuffle_buffer_size: Optional[int] = None
                      ) -> Optional[seqio.FileDataSource]:
-  """A source of cached notes {"targets": int32 [note_length]} that parses records in blocks.
+  """Return a source of cached notes {"targets": int32 [note_length]}, parsed in blocks.
 
   It reads the files seqio's own cached source reads, in the same file and
   record order, so both yield the same notes. Returns None when the cache
