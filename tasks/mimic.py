@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from clinical_t5.errors import UserError
 from clinical_t5_tasks import cache
+from clinical_t5_tasks import pipeline
 from clinical_t5_tasks import preprocessors
 from clinical_t5_tasks import settings as settings_lib
 
@@ -146,23 +147,14 @@ class SpanCorruptionTask(seqio.Task):
 
   def _trim_output_features(self, dataset: tf.data.Dataset,
                             sequence_length: Optional[Mapping[str, int]]) -> tf.data.Dataset:
-    if sequence_length and _fits_statically(dataset, sequence_length, self.output_features):
+    if not sequence_length:
+      return super()._trim_output_features(dataset, sequence_length)
+    spec = dataset.element_spec
+    lengths = {key: sequence_length[key] for key in self.output_features
+               if key in spec and sequence_length.get(key) is not None}
+    if pipeline.lengths_fit_statically(dataset, lengths, exact=False):
       return dataset
     return super()._trim_output_features(dataset, sequence_length)
-
-
-def _fits_statically(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
-                     output_features: Mapping[str, seqio.Feature]) -> bool:
-  """Return whether each output feature has a static 1-D length within its sequence length."""
-  spec = dataset.element_spec
-  for key in output_features:
-    length = sequence_length.get(key)
-    if length is None or key not in spec:
-      continue
-    shape = spec[key].shape
-    if shape.rank != 1 or shape[0] is None or shape[0] > length:
-      return False
-  return True
 
 
 def make_task(task_settings: settings_lib.TaskSettings,

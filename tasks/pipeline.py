@@ -100,11 +100,7 @@ def trim_and_pack_dataset(dataset: tf.data.Dataset, feature_lengths: Mapping[str
   def one_row(example):
     row = {}
     for key, length in feature_lengths.items():
-      tokens = example[key]                                              # [length]
-      check = tf.debugging.assert_none_equal(
-          tokens, 0, message=f"a full-length '{key}' row contains the padding id 0")
-      with tf.control_dependencies([check]):
-        row[key] = tf.identity(tokens)
+      row[key] = assert_no_padding(example[key], key)                    # [length]
       # NOTE: constants, not tf.ones/tf.range, because every op in this
       # per-example function costs CPU time for each of millions of rows.
       row[f"{key}_segment_ids"] = tf.constant(np.ones(length, np.int32))           # [length]
@@ -177,7 +173,7 @@ class BlockEncDecFeatureConverter(seqio.EncDecFeatureConverter):
     # example), or by the block assertion of `_pad_block` (pack=False inputs).
     lengths = {key: expected_lengths[key] for key in expected_features
                if key in expected_lengths and expected_features[key].rank == 1}
-    if _lengths_fit_statically(ds, lengths, exact=strict):
+    if lengths_fit_statically(ds, lengths, exact=strict):
       return ds
     if not strict and not self.pack and self._block_path(ds, expected_lengths):
       return ds
@@ -209,7 +205,7 @@ class BlockEncDecFeatureConverter(seqio.EncDecFeatureConverter):
         block[key] = _pad_block(block[key], length, key)
     if one_row_packs:
       for key, length in lengths.items():
-        block[key] = _assert_no_padding(block[key], key)
+        block[key] = assert_no_padding(block[key], key)
         block[f"{key}_segment_ids"] = tf.ones([rows, length], tf.int32)
         block[f"{key}_positions"] = tf.tile(tf.range(length)[tf.newaxis, :], [rows, 1])
     targets = block["targets"]
@@ -230,7 +226,7 @@ class BlockEncDecFeatureConverter(seqio.EncDecFeatureConverter):
             for key, value in features.items()}
 
 
-def _lengths_fit_statically(ds: tf.data.Dataset, lengths: Mapping[str, int], *,
+def lengths_fit_statically(ds: tf.data.Dataset, lengths: Mapping[str, int], *,
                             exact: bool) -> bool:
   """Return whether each feature in `lengths` has a static 1-D shape within its length.
 
@@ -257,7 +253,8 @@ def _pad_block(tokens: tf.Tensor, length: int, key: str) -> tf.Tensor:
     return tf.pad(tokens, [[0, 0], [0, padding]])
 
 
-def _assert_no_padding(tokens: tf.Tensor, key: str) -> tf.Tensor:
+def assert_no_padding(tokens: tf.Tensor, key: str) -> tf.Tensor:
+  """Return `tokens`, failing at run time if a full-length row contains the padding id 0."""
   check = tf.debugging.assert_none_equal(
       tokens, 0, message=f"a full-length '{key}' row contains the padding id 0")
   with tf.control_dependencies([check]):
