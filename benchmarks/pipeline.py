@@ -1,21 +1,22 @@
 """Benchmark the pretraining input pipeline: tokenization, span corruption, packing.
 
 Runs the `mimic_span_corruption` seqio task at inputs 512 / targets 114 on
-synthetic notes through `seqio.get_dataset` and
-`BlockEncDecFeatureConverter` (seqio's `EncDecFeatureConverter` rows, built in
-blocks), as the trainer does, in two ways: from the corpus text (tokenizing every epoch)
-and from pre-tokenized notes (the token cache of `clinical-t5 tasks cache`,
-read with `use_cached=True`). Beside each runs a plain numpy implementation
-of the same algorithm (SentencePiece in Python for the text row,
-concatenation with EOS between notes, 568-token chunks,
-`span_corruption.corrupt_numpy`, full-length rows). Speeds are
-examples per CPU-second of this process (all threads), i.e. examples/s per
-core, so other load on the machine inflates them less than wall time would.
-The tf.data rows show the rate over the whole run and the steady state from
-the second batch on, as in a long training run. The "start" column is the
-CPU time of building the pipeline and of its first batch.
+synthetic notes through `clinical_t5_tasks.pipeline.get_dataset`, as the
+trainer reads it (the batches of `seqio.get_dataset` with
+`BlockEncDecFeatureConverter`), in two ways: from the corpus text
+(tokenizing every epoch), and from pre-tokenized notes (the token cache of
+`clinical-t5 tasks cache`, read with `use_cached=True`, shuffled). Beside each runs a plain numpy
+implementation of the same algorithm (SentencePiece in Python for the text
+row, concatenation with EOS between notes, 568-token chunks,
+`span_corruption.corrupt_numpy`, full-length rows). Speeds are examples per
+CPU-second of this process (all threads), i.e. examples/s per core, so other
+load on the machine inflates them less than wall time would. The tf.data rows
+show the rate over the whole run and the steady state from the second batch
+on, as in a long training run. The "start" column is the CPU time of building
+the pipeline and of its first batch. The token-cache rows run `--rounds`
+times, alternating with their numpy reference, and print the median round.
 
-  .venv/bin/python benchmarks/pipeline.py              # 2,000 notes, a few minutes on 2 cores
+  .venv/bin/python benchmarks/pipeline.py              # 2,000 notes, about 2 minutes on 2 cores
   .venv/bin/python benchmarks/pipeline.py --notes 20000
 
 It ends with what a trainer consumes, to show whether the input pipeline
@@ -53,8 +54,9 @@ TASK = "mimic_span_corruption"
 # NOTE: the acceptance target for the pretraining pipeline, in examples per CPU-second.
 TARGET_RATE = 20_000
 # NOTE: the token cache is read for this many epochs so that its steady state
-# spans about 20,000 examples at the default 2,000 notes.
-CACHE_EPOCHS = 4
+# spans about 30,000 examples after the 10,000-example shuffle buffer fills,
+# at the default 2,000 notes.
+CACHE_EPOCHS = 8
 
 # Trainer consumption, from published T5-base (v1.1, 248M) figures at inputs
 # 512 / targets 114 and batch 128 (nanoT5 README, 1x A100-80GB, BF16 +
@@ -126,24 +128,24 @@ def run_dataset(dataset: tf.data.Dataset) -> tuple[int, CpuTimer, float]:
   return examples, timer, start
 
 
-def seqio_from_text(pack: bool) -> tf.data.Dataset:
+def trainer_from_text(pack: bool) -> tf.data.Dataset:
+  """Build the trainer's dataset from the corpus text, unshuffled."""
   # NOTE: shuffle=False because seqio's 10,000-example shuffle buffer would
   # take in this whole small data set before the first batch, leaving no
-  # steady state to measure. The shuffle buffer costs little per example.
-  return seqio.get_dataset(TASK, LENGTHS, task_pipeline.BlockEncDecFeatureConverter(pack=pack),
-                           dataset_split="train", shuffle=False, seed=0, num_epochs=1,
-                           batch_size=BATCH_SIZE)
+  # steady state to measure. The token-cache rows below shuffle.
+  return task_pipeline.get_dataset(TASK, LENGTHS, pack=pack, dataset_split="train",
+                                   shuffle=False, seed=0, num_epochs=1, batch_size=BATCH_SIZE)
 
 
-def seqio_from_cache(pack: bool) -> tf.data.Dataset:
-  """Build the task's dataset from its token cache (`use_cached=True`), as the trainer reads it."""
+def trainer_from_cache(pack: bool) -> tf.data.Dataset:
+  """Build the trainer's dataset from the token cache (`use_cached=True`), shuffled."""
   # NOTE: seqio keeps a split of fewer than 10,000 notes per shard in memory
   # after the first epoch. A real corpus is far larger, so the limit is set
   # to 0 here to measure record parsing in every epoch.
   dataset_providers._MAX_EXAMPLES_TO_MEM_CACHE = 0  # pylint: disable=protected-access
-  return seqio.get_dataset(TASK, LENGTHS, task_pipeline.BlockEncDecFeatureConverter(pack=pack),
-                           dataset_split="train", shuffle=False, seed=0,
-                           num_epochs=CACHE_EPOCHS, batch_size=BATCH_SIZE, use_cached=True)
+  return task_pipeline.get_dataset(TASK, LENGTHS, pack=pack, dataset_split="train",
+                                   shuffle=True, seed=0, num_epochs=CACHE_EPOCHS,
+                                   batch_size=BATCH_SIZE, use_cached=True)
 
 
 def corruption_only(chunks: np.ndarray, vocabulary) -> tuple[float, float]:
@@ -184,12 +186,41 @@ def print_row(name: str, examples: int, timer: CpuTimer, start: Optional[float] 
   return rate
 
 
+def run_cache_rounds(notes: list[str], vocabulary, tokens: list[np.ndarray],
+                     rounds: int) -> dict:
+  """Run the token-cache rows `rounds` times, alternating; print each median round."""
+  runs = {"numpy": [], True: [], False: []}
+  for _ in range(rounds):
+    examples, timer = run_numpy(notes, vocabulary, tokens=tokens)
+    runs["numpy"].append((examples / timer.cpu, (examples, timer)))
+    for pack in (True, False):
+      examples, timer, start = run_dataset(trainer_from_cache(pack))
+      runs[pack].append((examples / timer.cpu, (examples, timer, start)))
+
+  def median(key):
+    ordered = sorted(runs[key], key=lambda run: run[0])
+    return ordered[len(ordered) // 2][1]
+
+  examples, timer = median("numpy")
+  reference = print_row("numpy reference from tokens", examples, timer,
+                        reference=examples / timer.cpu)
+  rates = {}
+  for pack in (True, False):
+    rates["cache", pack] = print_row(f"trainer path from token cache, pack={pack}",
+                                     *median(pack), reference=reference)
+  for key, label in (("numpy", "numpy"), (True, "pack=True"), (False, "pack=False")):
+    print(f"  rounds, {label}: " + ", ".join(f"{rate:.0f}" for rate, _ in runs[key]))
+  return rates
+
+
 def main(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--notes", type=int, default=2000,
                       help="number of synthetic notes (about 6 kB each) to run through")
   parser.add_argument("--vocab-size", type=int, default=8000,
                       help="pieces of the vocabulary trained on the notes")
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="runs of each token-cache row, alternating with the numpy reference")
   args = parser.parse_args(argv)
   tf.config.threading.set_intra_op_parallelism_threads(1)
 
@@ -212,21 +243,15 @@ def main(argv: list[str]) -> int:
     text_reference = examples / timer.cpu
     print_row("numpy reference from text", examples, timer, reference=text_reference)
     for pack in (True, False):
-      rates["text", pack] = print_row(f"seqio task from text, pack={pack}",
-                                      *run_dataset(seqio_from_text(pack)),
+      rates["text", pack] = print_row(f"trainer path from text, pack={pack}",
+                                      *run_dataset(trainer_from_text(pack)),
                                       reference=text_reference)
 
     task_cache.write_cache(seqio.get_mixture_or_task(TASK), os.path.join(work, "cache"),
                            ["train"])
     clinical_t5_tasks.configure(vocab_path=vocab_path, corpus_dir=corpus,
                                 cache_dir=os.path.join(work, "cache"))
-    examples, timer = run_numpy(notes, vocabulary, tokens=tokens)
-    token_reference = examples / timer.cpu
-    print_row("numpy reference from tokens", examples, timer, reference=token_reference)
-    for pack in (True, False):
-      rates["cache", pack] = print_row(f"seqio task from token cache, pack={pack}",
-                                       *run_dataset(seqio_from_cache(pack)),
-                                       reference=token_reference)
+    rates.update(run_cache_rounds(notes, vocabulary, tokens, args.rounds))
 
     raw = span_corruption.raw_length_for(LENGTHS["inputs"]).raw
     stream = np.concatenate([np.append(t, vocabulary.eos_id) for t in tokens])

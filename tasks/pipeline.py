@@ -56,15 +56,41 @@ def get_batches(task_name: str, feature_lengths: Mapping[str, int], split: str =
     raise UserError(f"invalid batch_size {batch_size} or start_step {start_step}")
   if pack is None:
     pack = task_name.startswith("mimic")
-  dataset = seqio.get_dataset(
-      task_name, task_feature_lengths=dict(feature_lengths), dataset_split=split,
-      shuffle=shuffle, num_epochs=num_epochs, seed=seed,
+  dataset = get_dataset(
+      task_name, dict(feature_lengths), dataset_split=split, shuffle=shuffle,
+      num_epochs=num_epochs, seed=seed,
       shard_info=seqio.ShardInfo(index=shard_index, num_shards=num_shards),
-      batch_size=batch_size, feature_converter=BlockEncDecFeatureConverter(pack=pack))
+      batch_size=batch_size, pack=pack)
   options = tf.data.Options()
   options.deterministic = True
   dataset = dataset.with_options(options)
   return dataset.skip(start_step) if start_step else dataset
+
+
+def get_dataset(mixture_or_task_name: str, task_feature_lengths: Mapping[str, int], *,
+                batch_size: int, pack: bool, dataset_split: str = "train",
+                use_cached: bool = False, shuffle: bool = True, num_epochs: Optional[int] = 1,
+                shard_info: Optional[seqio.ShardInfo] = None, seed: Optional[int] = None,
+                trim_output_features: bool = True) -> tf.data.Dataset:
+  """`seqio.get_dataset` with `BlockEncDecFeatureConverter(pack=pack)`, converting whole batches.
+
+  The batches equal those of
+
+    seqio.get_dataset(name, task_feature_lengths, dataset_split=..., ...,
+                      feature_converter=BlockEncDecFeatureConverter(pack=pack),
+                      batch_size=batch_size)
+
+  but where no row needs packing (pack=False, or every row full length) each
+  batch is converted in one map (`BlockEncDecFeatureConverter.convert_batches`).
+  Our trainer reads its data through this function.
+  """
+  provider = seqio.get_mixture_or_task(mixture_or_task_name)
+  dataset = provider.get_dataset(
+      task_feature_lengths, split=dataset_split, use_cached=use_cached, shuffle=shuffle,
+      seed=seed, shard_info=shard_info, num_epochs=num_epochs,
+      trim_output_features=trim_output_features)
+  converter = BlockEncDecFeatureConverter(pack=pack)
+  return converter.convert_batches(dataset, task_feature_lengths, batch_size)
 
 
 _SEQIO_TRIM_AND_PACK = seqio_utils.trim_and_pack_dataset
@@ -148,7 +174,34 @@ class BlockEncDecFeatureConverter(seqio.EncDecFeatureConverter):
   One difference: seqio's packer takes the non-zero ids of a row as its
   length, so it would cut a full-length row that contains the padding id 0.
   Here such a row raises InvalidArgumentError, as `trim_and_pack_dataset` does.
+
+  `convert_batches` goes one step further for the trainer: it converts each
+  batch in one map, with no unbatch and batch steps around it.
   """
+
+  # Rows per output batch while `convert_batches` builds a dataset, else None.
+  _batch_rows: Optional[int] = None
+
+  def convert_batches(self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int],
+                      batch_size: int) -> tf.data.Dataset:
+    """Return `self(ds, task_feature_lengths).batch(batch_size, drop_remainder=True)`.
+
+    Where no row needs packing (pack=False, or every row has the packed
+    length), the rows are batched first and each batch of model features is
+    built in one map; the batches are equal. Otherwise rows are converted
+    and then batched.
+    """
+    lengths = {key: task_feature_lengths[key] for key in ("inputs", "targets")
+               if key in task_feature_lengths}
+    batchable = (len(lengths) == 2 and self._block_path(ds, lengths)
+                 and (not self.pack or _has_full_length_rows(ds, lengths)))
+    if not batchable:
+      return self(ds, task_feature_lengths).batch(batch_size, drop_remainder=True)
+    self._batch_rows = batch_size
+    try:
+      return self(ds, task_feature_lengths)
+    finally:
+      self._batch_rows = None
 
   def _block_path(self, ds: Optional[tf.data.Dataset] = None,
                   lengths: Optional[Mapping[str, int]] = None) -> bool:
@@ -162,6 +215,8 @@ class BlockEncDecFeatureConverter(seqio.EncDecFeatureConverter):
                for key in ("inputs", "targets"))
 
   def _validate_dataset(self, ds, expected_features, expected_lengths, strict, error_label):
+    if self._batch_rows and error_label == "output_validation":
+      return _validate_batches(ds, expected_features, expected_lengths, self._batch_rows)
     # seqio's static checks (features, dtypes, ranks) run and raise here.
     checked = super()._validate_dataset(ds, expected_features, expected_lengths, strict,
                                         error_label)
@@ -184,6 +239,10 @@ class BlockEncDecFeatureConverter(seqio.EncDecFeatureConverter):
     if not self._block_path(ds, task_feature_lengths):
       return super()._convert_features(ds, task_feature_lengths)
     lengths = {key: task_feature_lengths[key] for key in ("inputs", "targets")}
+    if self._batch_rows:
+      blocks = ds.padded_batch(self._batch_rows, drop_remainder=True)
+      return blocks.map(lambda block: self._convert_block(
+          block, lengths, pad=not self.pack, one_row_packs=self.pack))
     if not self.pack:
       blocks = ds.padded_batch(CONVERTER_BLOCK_ROWS)
       return blocks.map(lambda block: self._convert_block(block, lengths, pad=True)).unbatch()
@@ -222,7 +281,8 @@ class BlockEncDecFeatureConverter(seqio.EncDecFeatureConverter):
       features["encoder_positions"] = block["inputs_positions"]
       features["decoder_positions"] = block["targets_positions"]
     model_lengths = self.get_model_feature_lengths(lengths)
-    return {key: tf.ensure_shape(value, [None, model_lengths[key]])
+    static_rows = block["targets"].shape[0]     # the batch size in `convert_batches`, else None
+    return {key: tf.ensure_shape(value, [static_rows, model_lengths[key]])
             for key, value in features.items()}
 
 
@@ -240,6 +300,24 @@ def lengths_fit_statically(ds: tf.data.Dataset, lengths: Mapping[str, int], *,
     if exact and shape[0] != length:
       return False
   return True
+
+
+def _validate_batches(ds: tf.data.Dataset, expected_features: Mapping[str, object],
+                      expected_lengths: Mapping[str, int], batch_size: int) -> tf.data.Dataset:
+  """seqio's output validation, for batches: each feature int32-like, shape [batch_size, length]."""
+  spec = ds.element_spec
+  for key, feature in expected_features.items():
+    if key not in spec:
+      raise ValueError(f"Dataset is missing an expected feature during output_validation "
+                       f"validation: '{key}'")
+    if spec[key].dtype != feature.dtype:
+      raise ValueError(f"Dataset has incorrect type for feature '{key}' during output_validation "
+                       f"validation: Got {spec[key].dtype.name}, expected {feature.dtype.name}")
+    expected_shape = [batch_size, expected_lengths[key]]
+    if spec[key].shape.as_list() != expected_shape:
+      raise ValueError(f"Feature '{key}' has shape {spec[key].shape} instead of {expected_shape} "
+                       "during output_validation validation")
+  return ds
 
 
 def _pad_block(tokens: tf.Tensor, length: int, key: str) -> tf.Tensor:

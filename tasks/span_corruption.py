@@ -31,11 +31,15 @@ tokens are split into spans + 1 runs whose first and last run may be empty.
 The number of spans, and so every output length, is the same in both layouts.
 
 The random draws are stateless (`tf.random.stateless_uniform`), so a seed
-fixes the output. `corrupt_numpy` is the same algorithm in plain numpy; it is
-the reference for tests and for `benchmarks/pipeline.py`.
+fixes the output. Every placement of the spans allowed by the layout is
+equally likely. `corrupt_numpy` is the same algorithm in plain numpy: its
+spans have the same distribution (drawn with numpy's generator), and the
+same spans give the same outputs. It is the reference for tests and for
+`benchmarks/pipeline.py`.
 """
 
 import dataclasses
+import functools
 from typing import Optional
 
 import numpy as np
@@ -132,113 +136,178 @@ def validate_lengths(inputs_length: int, targets_length: int, *,
 # distinct cuts in [1, noise - 1], then noise). gap_j is the number of
 # non-noise tokens before span j: k sorted distinct values in [0, nonnoise],
 # or for the T5 layout k - 1 values in [1, nonnoise - 1] followed by nonnoise.
+#
+# Each set of sorted distinct values is a uniformly random subset, drawn one
+# of two ways (both exact; the cheaper one is picked from the static sizes):
+#
+#   top_k:          the positions of the `size` largest of `high - low`
+#                   uniform keys. Costs O(high - low) per row.
+#   first distinct: `draws` i.i.d. uniform integers per row; the first `size`
+#                   distinct values in draw order. Sampling with replacement
+#                   and skipping repeats is sampling without replacement, so
+#                   the subset is uniform. Costs O(draws^2) per row, and a row
+#                   with too few distinct values (probability at most
+#                   _REDRAW_PROBABILITY) is drawn again with a new seed.
+
+# NOTE: `draws` is the smallest count whose chance of fewer than `size`
+# distinct values is below this, so about 1 block of 128 rows in 80 redraws.
+_REDRAW_PROBABILITY = 1e-4
+
+
+@functools.lru_cache(maxsize=None)
+def _draws_for(population: int, size: int) -> Optional[int]:
+  """Draws per row for the first-distinct sampler, or None where top_k is cheaper.
+
+  Uses the exact distribution of the number of distinct values among d
+  draws (occupancy), updated one draw at a time.
+  """
+  if size <= 1 or size > population:
+    return None
+  distinct = np.zeros(population + 1)                                    # P(c distinct)
+  distinct[0] = 1.0
+  counts = np.arange(population + 1)
+  for draws in range(1, 4 * size + 1):
+    grown = distinct * (counts / population)
+    grown[1:] += distinct[:-1] * ((population - counts[:-1]) / population)
+    distinct = grown
+    if draws >= size and distinct[:size].sum() <= _REDRAW_PROBABILITY:
+      # NOTE: the duplicate test compares all pairs (draws^2 per row) where
+      # top_k reads `population` keys; below 4 * population pairs the
+      # first-distinct draw was the cheaper one (1.8x on 484 keys, busy
+      # 2-core x86-64 machine).
+      return draws if draws * draws <= 4 * population else None
+  return None
+
+
+def _first_distinct_tf(seed: tf.Tensor, batch, population: int, size: int,
+                       draws: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """Draw the first `size` distinct of `draws` integers in [0, population) per row.
+
+  Returns the values sorted [batch, size] and whether each row had `size`
+  distinct values [batch] (a row that did not holds `population` fillers).
+  """
+  values = tf.random.stateless_uniform([batch, draws], seed, minval=0, maxval=population,
+                                       dtype=tf.int32)                  # [batch, draws]
+  earlier = np.tril(np.ones([draws, draws], bool), k=-1)                # [draws, draws]
+  repeats = tf.reduce_any(
+      tf.equal(values[:, :, tf.newaxis], values[:, tf.newaxis, :]) & earlier, axis=2)
+  rank = tf.cumsum(tf.cast(~repeats, tf.int32), axis=1, exclusive=True)  # [batch, draws]
+  chosen = ~repeats & (rank < size)
+  picked = tf.sort(tf.where(chosen, values, population), axis=1)[:, :size]  # [batch, size]
+  return picked, tf.reduce_sum(tf.cast(~repeats, tf.int32), axis=1) >= size
 
 
 def _sorted_sample_tf(seed: tf.Tensor, batch, low, high, size) -> tf.Tensor:
   """Draw `size` distinct integers in [low, high) per row, sorted: [batch, size] int32.
 
-  The values are the positions of the `size` largest of high - low uniform
-  keys, so every subset is equally likely.
+  Every subset is equally likely (see the samplers above).
   """
-  keys = tf.random.stateless_uniform(tf.stack([batch, tf.maximum(high - low, 0)]), seed)
-  picks = tf.math.top_k(keys, size, sorted=False).indices                 # [batch, size]
-  return tf.sort(picks, axis=1) + low
+  draws = None
+  if all(isinstance(n, int) for n in (low, high, size)):
+    draws = _draws_for(high - low, size)
+  if draws is None:
+    keys = tf.random.stateless_uniform(tf.stack([batch, tf.maximum(high - low, 0)]), seed)
+    picks = tf.math.top_k(keys, size, sorted=False).indices             # [batch, size]
+    return tf.sort(picks, axis=1) + low
+
+  return _sample_first_distinct_tf(seed, batch, high - low, size, draws) + low
+
+
+def _sample_first_distinct_tf(seed: tf.Tensor, batch, population: int, size: int,
+                              draws: int) -> tf.Tensor:
+  """Run `_first_distinct_tf`, drawing incomplete rows again until none is left."""
+  picked, complete = _first_distinct_tf(seed, batch, population, size, draws)
+
+  def redraw(attempt, picked, complete):
+    again, fresh = _first_distinct_tf(tf.random.experimental.stateless_fold_in(seed, attempt),
+                                      batch, population, size, draws)
+    return (attempt + 1, tf.where(complete[:, tf.newaxis], picked, again),
+            complete | fresh)
+
+  _, picked, _ = tf.while_loop(lambda _, __, complete: ~tf.reduce_all(complete), redraw,
+                               (tf.constant(1), picked, complete))
+  return picked
 
 
 def noise_spans_tf(batch, length, noise, spans, seed: tf.Tensor,
-                   t5_mask_layout: bool = False) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-  """Draw `spans` spans covering `noise` of `length` tokens.
+                   t5_mask_layout: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+  """Draw `spans` spans covering `noise` of `length` tokens: (starts, ends) [batch, spans].
 
-  Returns (starts, ends, offsets): raw positions [batch, spans] and each
-  span's first index among the noise tokens [batch, spans].
+  With Python ints for length, noise and spans the cheaper exact sampler is
+  picked per draw; with tensors, top_k.
   """
   seeds = tf.random.experimental.stateless_split(seed, 2)
   zeros = tf.zeros([batch, 1], tf.int32)
-  cuts = _sorted_sample_tf(seeds[0], batch, 1, noise, tf.maximum(spans - 1, 0))
+  cuts = _sorted_sample_tf(seeds[0], batch, 1, noise, _at_least_zero(spans - 1))
   offsets = tf.concat([zeros, cuts, zeros + noise], axis=1)[:, -(spans + 1):]  # [batch, spans + 1]
   nonnoise = length - noise
   if t5_mask_layout:
-    gaps = _sorted_sample_tf(seeds[1], batch, 1, nonnoise, tf.maximum(spans - 1, 0))
+    gaps = _sorted_sample_tf(seeds[1], batch, 1, nonnoise, _at_least_zero(spans - 1))
     gaps = tf.concat([gaps, zeros + nonnoise], axis=1)[:, :spans]          # [batch, spans]
   else:
     gaps = _sorted_sample_tf(seeds[1], batch, 0, nonnoise + 1, spans)      # [batch, spans]
-  return gaps + offsets[:, :-1], gaps + offsets[:, 1:], offsets[:, :-1]
+  return gaps + offsets[:, :-1], gaps + offsets[:, 1:]
 
 
-def _indicator(columns: tf.Tensor, width) -> tf.Tensor:
-  """Count per row how often each of `width` columns occurs in `columns` [batch, n]."""
-  batch = tf.shape(columns)[0]
-  flat = tf.reshape(tf.range(batch)[:, tf.newaxis] * width + columns, [-1])
-  counts = tf.math.bincount(flat, minlength=batch * width, maxlength=batch * width,
-                            dtype=tf.int32)
-  return tf.reshape(counts, [batch, width])                               # [batch, width]
+def _at_least_zero(value):
+  return max(value, 0) if isinstance(value, int) else tf.maximum(value, 0)
 
 
 def noise_mask_tf(starts: tf.Tensor, ends: tf.Tensor, length) -> tf.Tensor:
   """Turn spans (starts, ends) [batch, k] into a noise mask [batch, length] (bool)."""
-  edges = _indicator(starts, length + 1) - _indicator(ends, length + 1)    # [batch, length + 1]
-  return tf.cumsum(edges, axis=1)[:, :length] > 0
+  positions = tf.range(length)[tf.newaxis, tf.newaxis, :]                  # [1, 1, length]
+  inside = (positions >= starts[:, :, tf.newaxis]) & (positions < ends[:, :, tf.newaxis])
+  return tf.reduce_any(inside, axis=1)                                     # [batch, length]
 
 
-def _gather_side(table: tf.Tensor, row_width, sentinel_slots: tf.Tensor, raw_shift: tf.Tensor,
-                 out_length, length) -> tf.Tensor:
-  """Gather one output side [batch, out_length] from `table`, the rows [tokens, sentinels] flat.
-
-  Sentinel j sits at sentinel_slots[:, j] (increasing along each row) and is
-  table column length + j. Any other slot p after j sentinels takes raw
-  token p - j + raw_shift[:, j]; raw_shift is [batch, k + 1]. The column of
-  slot p is p + D[p], and D changes only at a sentinel and right after it,
-  so D is a cumulative sum over two scattered jumps per sentinel.
-  """
-  batch, spans = tf.shape(sentinel_slots)[0], tf.shape(sentinel_slots)[1]
-  span_numbers = tf.range(spans)[tf.newaxis, :]
-  at_sentinel = length + span_numbers - sentinel_slots                   # D at sentinel j
-  jump_in = at_sentinel - (raw_shift[:, :-1] - span_numbers)
-  jump_out = (raw_shift[:, 1:] - span_numbers - 1) - at_sentinel
-  # One spare column receives the jump after a sentinel in the last slot.
-  width = out_length + 1
-  row_starts = tf.range(batch)[:, tf.newaxis] * width
-  places = tf.concat([row_starts + sentinel_slots, row_starts + sentinel_slots + 1], axis=1)
-  jumps = tf.math.bincount(tf.reshape(places, [-1]),
-                           weights=tf.reshape(tf.concat([jump_in, jump_out], axis=1), [-1]),
-                           minlength=batch * width, maxlength=batch * width, dtype=tf.int32)
-  shifts = tf.cumsum(tf.reshape(jumps, [batch, width])[:, :out_length], axis=1)
-  columns = (shifts + tf.range(out_length)[tf.newaxis, :] + raw_shift[:, :1]
-             + tf.range(batch)[:, tf.newaxis] * row_width)                # [batch, out]
-  return tf.gather(table, columns)
+def _concatenated_ranges(starts: tf.Tensor, limits: tf.Tensor) -> tf.Tensor:
+  """Concatenate the ranges [starts[i], limits[i]) of flat int32 vectors into one vector."""
+  _, values = tf.raw_ops.RaggedRange(starts=starts, limits=limits, deltas=1, Tsplits=tf.int32)
+  return values
 
 
 def apply_noise_spans_tf(tokens: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
-                         offsets: tf.Tensor, vocab_size: int,
-                         eos_id: int) -> tuple[tf.Tensor, tf.Tensor]:
+                         vocab_size: int, eos_id: int) -> tuple[tf.Tensor, tf.Tensor]:
   """Build (inputs, targets), EOS appended, from tokens [batch, T] and spans [batch, k].
 
   Every row must have the same number of noise tokens and of spans, so that
-  the outputs are dense [batch, L_in] and [batch, L_tgt]. Both sides are
-  one gather each, with no mask or sort: with gap_j = starts_j - offsets_j
-  non-noise tokens before span j, sentinel j sits at input slot gap_j + j and
-  at target slot offsets_j + j. Input slot p after j sentinels contains raw
-  token p - j + offsets_j (offsets_k = noise), and target slot p after
-  j >= 1 sentinels contains raw token p - j + gap_{j-1}.
+  the outputs are dense [batch, L_in] and [batch, L_tgt]. Each side is one
+  gather from a table that holds each row's tokens followed by its k
+  sentinels. The gather columns are a concatenation of ranges, with
+  sentinel j as the one-column range of table column T + j:
+
+    inputs:  [0, starts_0), sentinel 0, [ends_0, starts_1), sentinel 1, ...,
+             [ends_{k-1}, T)
+    targets: sentinel 0, [starts_0, ends_0), sentinel 1, [starts_1, ends_1), ...
   """
   batch, length = tf.shape(tokens)[0], tf.shape(tokens)[1]
   spans = tf.shape(starts)[1]
-  # Every row has the same noise count; the division also covers an empty batch.
-  noise = tf.reduce_sum(ends - starts) // tf.maximum(batch, 1)
-  gaps = starts - offsets                                                 # [batch, k]
-  span_numbers = tf.range(spans)[tf.newaxis, :]
-  sentinels = tf.tile(tf.cast(vocab_size - 1 - span_numbers, tokens.dtype), [batch, 1])
+  row_starts = tf.range(batch)[:, tf.newaxis] * (length + spans)         # [batch, 1]
+  sentinel_columns = row_starts + length + tf.range(spans)[tf.newaxis, :]  # [batch, k]
+  sentinels = tf.tile(tf.cast(vocab_size - 1 - tf.range(spans)[tf.newaxis, :], tokens.dtype),
+                      [batch, 1])
   table = tf.reshape(tf.concat([tokens, sentinels], axis=1), [-1])       # [batch * (T + k)]
-  eos = tf.fill([batch, 1], tf.constant(eos_id, tokens.dtype))
 
-  offsets_with_noise = tf.concat([offsets, tf.fill([batch, 1], noise)], axis=1)
-  inputs = _gather_side(table, length + spans, gaps + span_numbers, offsets_with_noise,
-                        length - noise + spans, length)
-  # Column 0 only sets the columns before sentinel 0, and target slot 0 is always sentinel 0.
-  gaps_shifted = tf.concat([tf.zeros([batch, 1], gaps.dtype), gaps], axis=1)
-  targets = _gather_side(table, length + spans, offsets + span_numbers, gaps_shifted,
-                         noise + spans, length)
-  return tf.concat([inputs, eos], axis=1), tf.concat([targets, eos], axis=1)
+  def interleave(first: tf.Tensor, second: tf.Tensor) -> tf.Tensor:
+    return tf.reshape(tf.stack([first, second], axis=2), [batch, -1])    # [batch, 2k]
+
+  kept_from = tf.concat([tf.zeros([batch, 1], starts.dtype), ends], axis=1) + row_starts
+  kept_to = tf.concat([starts, tf.fill([batch, 1], length)], axis=1) + row_starts  # [batch, k + 1]
+  input_starts = tf.concat([interleave(kept_from[:, :-1], sentinel_columns),
+                            kept_from[:, -1:]], axis=1)                  # [batch, 2k + 1]
+  input_limits = tf.concat([interleave(kept_to[:, :-1], sentinel_columns + 1),
+                            kept_to[:, -1:]], axis=1)
+  target_starts = interleave(sentinel_columns, starts + row_starts)      # [batch, 2k]
+  target_limits = interleave(sentinel_columns + 1, ends + row_starts)
+
+  eos = tf.fill([batch, 1], tf.constant(eos_id, tokens.dtype))
+  outputs = []
+  for range_starts, range_limits in ((input_starts, input_limits),
+                                     (target_starts, target_limits)):
+    columns = _concatenated_ranges(tf.reshape(range_starts, [-1]), tf.reshape(range_limits, [-1]))
+    side = tf.reshape(tf.gather(table, columns), [batch, -1])            # [batch, L - 1]
+    outputs.append(tf.concat([side, eos], axis=1))
+  return outputs[0], outputs[1]
 
 
 def corrupt_batch_tf(tokens: tf.Tensor, seed: tf.Tensor, *, vocab_size: int, eos_id: int,
@@ -250,9 +319,9 @@ def corrupt_batch_tf(tokens: tf.Tensor, seed: tf.Tensor, *, vocab_size: int, eos
   if length is None:
     raise ValueError("corrupt_batch_tf needs a static chunk length; use corrupt_one_tf")
   sizes = span_lengths(length, noise_density, mean_noise_span_length)
-  starts, ends, offsets = noise_spans_tf(tf.shape(tokens)[0], length, sizes.noise, sizes.spans,
-                                         seed, t5_mask_layout)
-  inputs, targets = apply_noise_spans_tf(tokens, starts, ends, offsets, vocab_size, eos_id)
+  starts, ends = noise_spans_tf(tf.shape(tokens)[0], length, sizes.noise, sizes.spans, seed,
+                                t5_mask_layout)
+  inputs, targets = apply_noise_spans_tf(tokens, starts, ends, vocab_size, eos_id)
   return (tf.ensure_shape(inputs, [None, sizes.inputs]),      # [batch, L_in]
           tf.ensure_shape(targets, [None, sizes.targets]))    # [batch, L_tgt]
 
@@ -267,9 +336,8 @@ def corrupt_one_tf(tokens: tf.Tensor, seed: tf.Tensor, *, vocab_size: int, eos_i
   noise = tf.maximum(0, tf.minimum(tf.maximum(rounded, 1), length - 1))
   spans = tf.cast(tf.round(tf.cast(noise, tf.float64) / mean_noise_span_length), tf.int32)
   spans = tf.maximum(0, tf.minimum(tf.maximum(spans, 1), tf.minimum(noise, length - noise)))
-  starts, ends, offsets = noise_spans_tf(1, length, noise, spans, seed, t5_mask_layout)
-  inputs, targets = apply_noise_spans_tf(tokens[tf.newaxis, :], starts, ends, offsets,
-                                         vocab_size, eos_id)
+  starts, ends = noise_spans_tf(1, length, noise, spans, seed, t5_mask_layout)
+  inputs, targets = apply_noise_spans_tf(tokens[tf.newaxis, :], starts, ends, vocab_size, eos_id)
   return inputs[0], targets[0]
 
 

@@ -105,6 +105,37 @@ def test_chunking_skips_empty_notes(note_boundary, expected):
   assert chunks == expected
 
 
+@pytest.mark.parametrize("eos_id, expected", [(1, [5, 6, 1, 7, 1]), (None, [5, 6, 7])])
+def test_join_note_tokens_puts_eos_after_non_empty_notes(eos_id, expected):
+  notes = tf.ragged.constant([[5, 6], [], [7]], dtype=tf.int32)
+  assert preprocessors.join_note_tokens(notes, eos_id).numpy().tolist() == expected
+  empty = tf.ragged.constant([[], []], dtype=tf.int32, ragged_rank=1)
+  assert preprocessors.join_note_tokens(empty, eos_id).numpy().tolist() == []
+
+
+def test_chunking_ragged_notes_matches_dense_notes():
+  class Vocabulary:
+    eos_id = 1
+  features = {"targets": seqio.Feature(Vocabulary(), add_eos=True)}
+  rng = np.random.default_rng(4)
+  # 150 notes of 0 to 40 tokens span three blocks of 64 notes.
+  notes = [rng.integers(2, 900, size=int(rng.integers(0, 41))).astype(np.int32)
+           for _ in range(150)]
+  dense = tf.data.Dataset.from_generator(
+      lambda: ({"targets": note} for note in notes),
+      output_signature={"targets": tf.TensorSpec([None], tf.int32)})
+  ragged = tf.data.Dataset.from_tensor_slices(
+      {"targets": tf.RaggedTensor.from_row_lengths(np.concatenate(notes), list(map(len, notes)))})
+  lengths = {"inputs": 8, "targets": 3}
+  chunks = []
+  for source in (dense, ragged):
+    blocks = preprocessors.chunk_notes(source, lengths, features)
+    chunks.append([row for block in blocks.as_numpy_iterator()
+                   for row in block["targets"].tolist()])
+  stream = np.concatenate([np.append(note, 1) for note in notes if len(note)])
+  assert chunks[0] == chunks[1] == stream[:len(stream) // 7 * 7].reshape(-1, 7).tolist()
+
+
 def mixed_length_rows(count: int, seed: int = 0) -> tf.data.Dataset:
   """Full-length rows with shorter note-tail rows among them, plus a string feature."""
   rng = np.random.default_rng(seed)
@@ -133,6 +164,33 @@ def test_block_converter_matches_seqio(pack, make_rows):
   assert ours == reference
 
 
+def as_batches(dataset: tf.data.Dataset) -> list:
+  return [{k: v.tolist() for k, v in sorted(batch.items())}
+          for batch in dataset.as_numpy_iterator()]
+
+
+@pytest.mark.parametrize("pack", [True, False])
+@pytest.mark.parametrize("make_rows", [full_length_rows, mixed_length_rows])
+def test_convert_batches_equals_converting_then_batching(pack, make_rows):
+  # 300 rows give 9 batches of 32; the last 12 rows are dropped as seqio drops them.
+  dataset = make_rows(300, seed=5)
+  converter = pipeline.BlockEncDecFeatureConverter(pack=pack)
+  ours = converter.convert_batches(dataset, LENGTHS, 32)
+  reference = seqio.EncDecFeatureConverter(pack=pack)(dataset, LENGTHS).batch(
+      32, drop_remainder=True)
+  assert ours.element_spec == reference.element_spec
+  assert as_batches(ours) == as_batches(reference)
+
+
+def test_convert_batches_builds_each_batch_in_one_map():
+  # The batched path has no unbatch step: the graph of its dataset names no UnbatchDataset.
+  converter = pipeline.BlockEncDecFeatureConverter(pack=True)
+  batches = converter.convert_batches(full_length_rows(64), LENGTHS, 16)
+  graph = batches._as_serialized_graph().numpy()  # pylint: disable=protected-access
+  assert b"UnbatchDataset" not in graph
+  assert b"MapDataset" in graph
+
+
 def test_block_converter_packs_note_tails():
   dataset = mixed_length_rows(30, seed=3)
   rows = as_lists(pipeline.BlockEncDecFeatureConverter(pack=True)(dataset, LENGTHS))
@@ -155,3 +213,5 @@ def test_block_converter_rejects_long_rows(pack, static_shapes):
   converter = pipeline.BlockEncDecFeatureConverter(pack=pack)
   with pytest.raises(tf.errors.InvalidArgumentError, match="has length not less than or equal"):
     as_lists(converter(dataset, LENGTHS))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="has length not less than or equal"):
+    as_batches(converter.convert_batches(dataset, LENGTHS, 2))

@@ -62,8 +62,8 @@ def test_validation_accepts_t5_lengths():
 
 def test_hand_built_spans_give_docstring_example():
   tokens = tf.constant([[11, 12, 13, 14, 15, 16, 17, 18, 19, 20]])
-  starts, ends, offsets = tf.constant([[2, 7]]), tf.constant([[4, 8]]), tf.constant([[0, 2]])
-  inputs, targets = sc.apply_noise_spans_tf(tokens, starts, ends, offsets, 1100, EOS)
+  starts, ends = tf.constant([[2, 7]]), tf.constant([[4, 8]])
+  inputs, targets = sc.apply_noise_spans_tf(tokens, starts, ends, 1100, EOS)
   assert inputs.numpy().tolist() == [[11, 12, 1099, 15, 16, 17, 1098, 19, 20, EOS]]
   assert targets.numpy().tolist() == [[1099, 13, 14, 1098, 18, EOS]]
 
@@ -71,8 +71,8 @@ def test_hand_built_spans_give_docstring_example():
 def test_numpy_twin_matches_tf_on_same_spans():
   rng = np.random.default_rng(3)
   tokens = rng.integers(3, 900, size=(16, 568)).astype(np.int32)
-  starts, ends, offsets = sc.noise_spans_tf(16, 568, 85, 28, tf.constant([5, 6]))
-  tf_inputs, tf_targets = sc.apply_noise_spans_tf(tf.constant(tokens), starts, ends, offsets,
+  starts, ends = sc.noise_spans_tf(16, 568, 85, 28, tf.constant([5, 6]))
+  tf_inputs, tf_targets = sc.apply_noise_spans_tf(tf.constant(tokens), starts, ends,
                                                   VOCAB_SIZE, EOS)
   np_inputs, np_targets = sc.apply_noise_spans_numpy(tokens, starts.numpy(), ends.numpy(),
                                                      VOCAB_SIZE, EOS)
@@ -86,10 +86,50 @@ def test_fixed_seed_gives_exact_output():
                                         eos_id=EOS)
   # 40 raw tokens: 6 noise tokens in 2 spans (lengths 4 and 2). Recorded from
   # this implementation; the stateless draw must never change for a seed.
-  assert inputs.numpy().tolist() == [list(range(10, 39)) + [1099, 43, 44, 1098, 47, 48, 49, EOS]]
-  assert targets.numpy().tolist() == [[1099, 39, 40, 41, 42, 1098, 45, 46, EOS]]
+  assert inputs.numpy().tolist() == [list(range(10, 31)) + [1099] + list(range(35, 46))
+                                     + [1098, 48, 49, EOS]]
+  assert targets.numpy().tolist() == [[1099, 31, 32, 33, 34, 1098, 46, 47, EOS]]
   again = sc.corrupt_batch_tf(tokens, tf.constant([0, 1]), vocab_size=1100, eos_id=EOS)
   assert again[0].numpy().tolist() == inputs.numpy().tolist()
+
+
+def test_fixed_seed_gives_exact_spans_at_568_tokens():
+  # Both samplers run here: top_k for the 27 cuts among 84 noise positions,
+  # first-distinct for the 28 gaps among 484. Recorded from this implementation.
+  starts, ends = sc.noise_spans_tf(2, 568, 85, 28, tf.constant([0, 1]))
+  assert starts.numpy()[0].tolist() == [
+      5, 11, 43, 55, 72, 79, 100, 110, 126, 142, 179, 187, 217, 259, 262, 270, 275, 314, 364,
+      373, 393, 420, 471, 503, 505, 510, 533, 540]
+  assert ends.numpy()[0].tolist() == [
+      9, 14, 54, 56, 76, 81, 103, 111, 129, 145, 184, 188, 224, 260, 263, 271, 276, 316, 365,
+      382, 395, 421, 472, 504, 509, 515, 536, 544]
+
+
+def _subset_counts(picks: np.ndarray) -> dict:
+  counts = {}
+  for row in map(tuple, picks.tolist()):
+    counts[row] = counts.get(row, 0) + 1
+  return counts
+
+
+def test_both_samplers_draw_every_subset_equally_often():
+  # 3 of 6 values: 20 subsets, 3,000 expected draws each of 60,000.
+  top_k = sc._sorted_sample_tf(tf.constant([2, 3]), 60_000, 0, tf.constant(6), 3)
+  # 5 draws give fewer than 3 distinct values in about 12% of rows, so the
+  # redraw loop runs several times here.
+  first_distinct = sc._sample_first_distinct_tf(tf.constant([2, 3]), 60_000, 6, 3, 5)
+  for picks in (top_k.numpy(), first_distinct.numpy()):
+    counts = _subset_counts(picks)
+    assert len(counts) == 20
+    assert all(len(set(subset)) == 3 and max(subset) < 6 for subset in counts)
+    # One standard deviation is about 53 draws; 6 of them is 320.
+    assert max(abs(n - 3000) for n in counts.values()) < 320
+
+
+def test_first_distinct_draw_count_keeps_redraws_rare():
+  assert sc._draws_for(484, 28) == 34           # the gaps at 568 raw tokens
+  assert sc._draws_for(84, 27) is None          # the cuts: top_k is cheaper
+  assert sc._draws_for(35, 1) is None
 
 
 def test_different_seeds_give_different_masks():
@@ -135,7 +175,7 @@ def test_noise_fraction_near_density():
 
 
 def test_default_layout_does_not_always_mask_chunk_end():
-  starts, ends, _ = sc.noise_spans_tf(512, 568, 85, 28, tf.constant([9, 9]))
+  starts, ends = sc.noise_spans_tf(512, 568, 85, 28, tf.constant([9, 9]))
   mask = sc.noise_mask_tf(starts, ends, 568).numpy()              # [512, 568]
   assert 0.05 < mask[:, -1].mean() < 0.3
   assert 0.05 < mask[:, 0].mean() < 0.3
@@ -145,14 +185,14 @@ def test_default_layout_does_not_always_mask_chunk_end():
 
 
 def test_t5_layout_always_masks_chunk_end():
-  starts, ends, _ = sc.noise_spans_tf(256, 568, 85, 28, tf.constant([9, 9]), t5_mask_layout=True)
+  starts, ends = sc.noise_spans_tf(256, 568, 85, 28, tf.constant([9, 9]), t5_mask_layout=True)
   mask = sc.noise_mask_tf(starts, ends, 568).numpy()
   assert mask[:, -1].all()
   assert not mask[:, 0].any()
 
 
 def test_span_positions_cover_chunk_evenly():
-  starts, ends, _ = sc.noise_spans_tf(1024, 568, 85, 28, tf.constant([1, 5]))
+  starts, ends = sc.noise_spans_tf(1024, 568, 85, 28, tf.constant([1, 5]))
   mask = sc.noise_mask_tf(starts, ends, 568).numpy()
   per_position = mask.mean(axis=0)                                # [568]
   # Every tenth of the chunk is noised at about the same rate, 0.15.

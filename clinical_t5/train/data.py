@@ -87,16 +87,16 @@ def make_dataset_fn(config: DatasetConfig, *, shard_index: int, num_shards: int,
   def build():
     import seqio  # pylint: disable=g-import-not-at-top
     from clinical_t5_tasks import pipeline  # pylint: disable=g-import-not-at-top
-    return seqio.get_dataset(
+    # The batches equal those of seqio.get_dataset with the block converter.
+    return pipeline.get_dataset(
         config.mixture_or_task_name,
         task_feature_lengths=config.task_feature_lengths,
-        feature_converter=pipeline.BlockEncDecFeatureConverter(pack=config.pack),
+        pack=config.pack,
         dataset_split=config.split,
         use_cached=config.use_cached,
         shuffle=config.shuffle,
         num_epochs=None if repeat else 1,
         shard_info=seqio.ShardInfo(index=shard_index, num_shards=num_shards),
-        verbose=False,
         seed=config.seed,
         batch_size=per_host,
         trim_output_features=True)
