@@ -19,7 +19,9 @@ prints one line without a traceback; `--debug` (anywhere on the line) adds it.
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 from typing import NoReturn, Optional, Sequence
 
@@ -101,8 +103,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 2
 
   _setup_logging()
+  previous = _raise_on_sigterm()
   try:
     return _run_command(name, rest)
+  except Terminated:
+    print(f"clinical-t5 {name}: stopped by SIGTERM; unfinished output folders were removed", file=sys.stderr)
+    return 128 + signal.SIGTERM
   except UserError as e:
     if debug:
       traceback.print_exc()
@@ -122,6 +128,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"clinical-t5 {name}: failed: {type(e).__name__}: {first_line} "
           "(rerun with --debug for the traceback)", file=sys.stderr)
     return 1
+  finally:
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(BaseException):
+  """SIGTERM, raised in the main thread so that cleanup (`finally`, atomic outputs) runs."""
+
+
+def _raise_on_sigterm():
+  """Make SIGTERM raise Terminated while a command runs; return the handler it replaced.
+
+  Without this, SIGTERM ends the process at once and an atomic output folder
+  stays behind as a hidden `.NAME.tmp-*` folder. The trainer installs its own
+  handler (checkpoint, then stop) while it trains, and restores this one.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    return None
+
+  def handle(signum, frame):  # pylint: disable=unused-argument
+    raise Terminated()
+  return signal.signal(signal.SIGTERM, handle)
 
 
 if __name__ == "__main__":

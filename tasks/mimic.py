@@ -114,6 +114,7 @@ class SpanCorruptionTask(seqio.Task):
     return self._cache_dir
 
   def assert_cached(self) -> None:
+    """Raise UserError unless the cache exists and was written with this task's vocabulary."""
     if not self.cache_dir:
       root = self._task_settings.resolve_cache_dir()
       where = (f"{cache.task_cache_dir(root, self.name)} has no {cache.COMPLETED} file" if root
@@ -122,13 +123,13 @@ class SpanCorruptionTask(seqio.Task):
                       "write the cache with `clinical-t5 tasks cache --out DIR` and set "
                       f"{settings_lib.ENV_CACHE_DIR}=DIR, or read the corpus with "
                       "USE_CACHED_TASKS = False")
+    cache.check_vocabulary(self, self.cache_dir)
 
   def _get_cached_source(self, split: str, file_shuffle_buffer_size: Optional[int] = None
                          ) -> seqio.DataSource:
     self.assert_cached()
     file_shuffle_buffer_size = (file_shuffle_buffer_size
                                 or self._cache_dataset_placerholder.file_shuffle_buffer_size)
-    cache.check_vocabulary(self, self.cache_dir)
     source = cache.read_token_cache(self.cache_dir, split, file_shuffle_buffer_size)
     return source or super()._get_cached_source(split, file_shuffle_buffer_size)
 

@@ -272,7 +272,7 @@ def apply_noise_spans_tf(tokens: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
 
   Every row must have the same number of noise tokens and of spans, so that
   the outputs are dense [batch, L_in] and [batch, L_tgt]. Each side is one
-  gather from a table that holds each row's tokens followed by its k
+  gather from a table of each row's tokens followed by its k
   sentinels. The gather columns are a concatenation of ranges, with
   sentinel j as the one-column range of table column T + j:
 

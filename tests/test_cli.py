@@ -36,3 +36,23 @@ def test_console_script_runs():
                           capture_output=True, text=True, check=False)
   assert result.returncode == 0
   assert result.stdout.startswith("clinical-t5 ")
+
+
+def test_sigterm_during_atomic_write_leaves_nothing(tmp_path):
+  import os
+  import signal
+  import time
+  out = tmp_path / "synth"
+  process = subprocess.Popen([sys.executable, "-m", "clinical_t5", "synth", "--out", str(out),
+                              "--scale", "2"], stderr=subprocess.PIPE, text=True)
+  # Wait until the hidden temporary output folder exists, then stop the command.
+  deadline = time.monotonic() + 120
+  while not list(tmp_path.glob(".synth.tmp-*")):
+    assert process.poll() is None, "synth ended before its output folder appeared"
+    assert time.monotonic() < deadline
+    time.sleep(0.05)
+  process.send_signal(signal.SIGTERM)
+  _, err = process.communicate(timeout=120)
+  assert process.returncode == 128 + signal.SIGTERM
+  assert "stopped by SIGTERM" in err.strip().splitlines()[-1]
+  assert sorted(os.listdir(tmp_path)) == []

@@ -96,3 +96,12 @@ def test_missing_gin_file(capsys):
   code = cli.main(["train", "--gin_file=gin/runs/nope.gin"])
   err = capsys.readouterr().err.strip().splitlines()
   assert code == 2 and len(err) == 1 and "gin file gin/runs/nope.gin not found" in err[0]
+
+
+def test_use_cached_without_cache(tiny_env, tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv("CLINICAL_T5_CACHE_DIR", str(tmp_path / "no-cache"))
+  code, err = _train(capsys, tmp_path / "m", "--gin.USE_CACHED_TASKS=True")
+  _assert_one_line_exit_2(code, err, tmp_path / "m", "mimic_span_corruption has no COMPLETED file",
+                          "clinical-t5 tasks cache --out DIR")
+  # The check runs before MODEL_DIR is created, so a failed start leaves nothing there.
+  assert not (tmp_path / "m").exists()

@@ -92,18 +92,27 @@ def peak_flops_per_device(override: Optional[float] = None) -> float:
 
 
 class MetricsWriter:
-  """Writes scalars to metrics.jsonl and TensorBoard; only process 0 writes."""
+  """Writes scalars to metrics.jsonl and TensorBoard; only process 0 writes.
+
+  MODEL_DIR is created at the first write, so a run that fails its checks
+  before training leaves no folder behind.
+  """
 
   def __init__(self, model_dir: str):
     self._enabled = jax.process_index() == 0
     self._path = fileio.join(model_dir, "metrics.jsonl")
     self._tb: dict[str, Any] = {}
     self._model_dir = model_dir
-    if self._enabled:
-      fileio.makedirs(model_dir)
+    self._dir_made = False
+
+  def _make_dir(self) -> None:
+    if not self._dir_made:
+      fileio.makedirs(self._model_dir)
+      self._dir_made = True
 
   def _writer(self, name: str):
     if name not in self._tb:
+      self._make_dir()
       from clu import metric_writers  # pylint: disable=g-import-not-at-top
       self._tb[name] = metric_writers.SummaryWriter(fileio.join(self._model_dir, name))
     return self._tb[name]
@@ -120,6 +129,7 @@ class MetricsWriter:
     record.update(extra or {})
     record.update(clean)
     # NOTE: appending to a bucket object rewrites it; fine at one line per log period.
+    self._make_dir()
     with fileio.open(self._path, "a", encoding="utf-8") as f:
       f.write(json.dumps(record, allow_nan=True) + "\n")
     writer = self._writer("train" if split is None else "eval")
