@@ -69,7 +69,7 @@ def get_batches(task_name: str, feature_lengths: Mapping[str, int], split: str =
 
 def get_dataset(mixture_or_task_name: str, task_feature_lengths: Mapping[str, int], *,
                 batch_size: int, pack: bool, dataset_split: str = "train",
-                use_cached: bool = False, shuffle: bool = True, num_epochs: Optional[int] = 1,
+                use_cached: bool = False, shuffle: bool = False, num_epochs: Optional[int] = 1,
                 shard_info: Optional[seqio.ShardInfo] = None, seed: Optional[int] = None,
                 trim_output_features: bool = True) -> tf.data.Dataset:
   """`seqio.get_dataset` with `BlockEncDecFeatureConverter(pack=pack)`, converting whole batches.
@@ -193,7 +193,8 @@ class BlockEncDecFeatureConverter(seqio.EncDecFeatureConverter):
     """
     lengths = {key: task_feature_lengths[key] for key in ("inputs", "targets")
                if key in task_feature_lengths}
-    batchable = (len(lengths) == 2 and self._block_path(ds, lengths)
+    batchable = (len(lengths) == 2 and all(key in ds.element_spec for key in lengths)
+                 and self._block_path(ds, lengths)
                  and (not self.pack or _has_full_length_rows(ds, lengths)))
     if not batchable:
       return self(ds, task_feature_lengths).batch(batch_size, drop_remainder=True)
@@ -240,9 +241,7 @@ class BlockEncDecFeatureConverter(seqio.EncDecFeatureConverter):
       return super()._convert_features(ds, task_feature_lengths)
     lengths = {key: task_feature_lengths[key] for key in ("inputs", "targets")}
     if self._batch_rows:
-      blocks = ds.padded_batch(self._batch_rows, drop_remainder=True)
-      return blocks.map(lambda block: self._convert_block(
-          block, lengths, pad=not self.pack, one_row_packs=self.pack))
+      return self._convert_to_batches(ds, lengths, self._batch_rows)
     if not self.pack:
       blocks = ds.padded_batch(CONVERTER_BLOCK_ROWS)
       return blocks.map(lambda block: self._convert_block(block, lengths, pad=True)).unbatch()
@@ -253,6 +252,18 @@ class BlockEncDecFeatureConverter(seqio.EncDecFeatureConverter):
     packed = seqio_utils.trim_and_pack_dataset(ds, lengths, self._use_custom_packing_ops)
     blocks = packed.batch(CONVERTER_BLOCK_ROWS)
     return blocks.map(lambda block: self._convert_block(block, lengths)).unbatch()
+
+  def _convert_to_batches(self, ds: tf.data.Dataset, lengths: Mapping[str, int],
+                          batch_size: int) -> tf.data.Dataset:
+    """Convert batches of `batch_size` rows, each in one map; drop a final partial batch."""
+    # NOTE: the partial batch is converted before it is dropped, so that its
+    # rows are checked (length, padding id) as seqio checks every row.
+    blocks = ds.padded_batch(batch_size)
+    converted = blocks.map(lambda block: self._convert_block(
+        block, lengths, pad=not self.pack, one_row_packs=self.pack))
+    full = converted.filter(lambda batch: tf.shape(batch["decoder_target_tokens"])[0] == batch_size)
+    return full.map(lambda batch: {key: tf.ensure_shape(value, [batch_size] + value.shape[1:])
+                                   for key, value in batch.items()})
 
   def _convert_block(self, block: Mapping[str, tf.Tensor], lengths: Mapping[str, int], *,
                      pad: bool = False, one_row_packs: bool = False) -> dict[str, tf.Tensor]:

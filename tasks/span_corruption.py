@@ -150,7 +150,8 @@ def validate_lengths(inputs_length: int, targets_length: int, *,
 #                   _REDRAW_PROBABILITY) is drawn again with a new seed.
 
 # NOTE: `draws` is the smallest count whose chance of fewer than `size`
-# distinct values is below this, so about 1 block of 128 rows in 80 redraws.
+# distinct values is below this, so about 1 block of 128 rows in 80 needs a
+# redraw.
 _REDRAW_PROBABILITY = 1e-4
 
 
@@ -267,11 +268,13 @@ def _concatenated_ranges(starts: tf.Tensor, limits: tf.Tensor) -> tf.Tensor:
 
 
 def apply_noise_spans_tf(tokens: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
-                         vocab_size: int, eos_id: int) -> tuple[tf.Tensor, tf.Tensor]:
+                         vocab_size: int, eos_id: int,
+                         noise=None) -> tuple[tf.Tensor, tf.Tensor]:
   """Build (inputs, targets), EOS appended, from tokens [batch, T] and spans [batch, k].
 
-  Every row must have the same number of noise tokens and of spans, so that
-  the outputs are dense [batch, L_in] and [batch, L_tgt]. Each side is one
+  Every row must have the same number of noise tokens (`noise`; by default
+  counted in the first row, so pass it where a batch may have no rows) and
+  of spans, so that the outputs are dense [batch, L_in] and [batch, L_tgt]. Each side is one
   gather from a table of each row's tokens followed by its k
   sentinels. The gather columns are a concatenation of ranges, with
   sentinel j as the one-column range of table column T + j:
@@ -282,6 +285,8 @@ def apply_noise_spans_tf(tokens: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
   """
   batch, length = tf.shape(tokens)[0], tf.shape(tokens)[1]
   spans = tf.shape(starts)[1]
+  if noise is None:
+    noise = tf.reduce_sum(ends[:1] - starts[:1])
   row_starts = tf.range(batch)[:, tf.newaxis] * (length + spans)         # [batch, 1]
   sentinel_columns = row_starts + length + tf.range(spans)[tf.newaxis, :]  # [batch, k]
   sentinels = tf.tile(tf.cast(vocab_size - 1 - tf.range(spans)[tf.newaxis, :], tokens.dtype),
@@ -289,7 +294,7 @@ def apply_noise_spans_tf(tokens: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
   table = tf.reshape(tf.concat([tokens, sentinels], axis=1), [-1])       # [batch * (T + k)]
 
   def interleave(first: tf.Tensor, second: tf.Tensor) -> tf.Tensor:
-    return tf.reshape(tf.stack([first, second], axis=2), [batch, -1])    # [batch, 2k]
+    return tf.reshape(tf.stack([first, second], axis=2), [batch, 2 * spans])  # [batch, 2k]
 
   kept_from = tf.concat([tf.zeros([batch, 1], starts.dtype), ends], axis=1) + row_starts
   kept_to = tf.concat([starts, tf.fill([batch, 1], length)], axis=1) + row_starts  # [batch, k + 1]
@@ -302,10 +307,10 @@ def apply_noise_spans_tf(tokens: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
 
   eos = tf.fill([batch, 1], tf.constant(eos_id, tokens.dtype))
   outputs = []
-  for range_starts, range_limits in ((input_starts, input_limits),
-                                     (target_starts, target_limits)):
+  for range_starts, range_limits, width in ((input_starts, input_limits, length - noise + spans),
+                                            (target_starts, target_limits, noise + spans)):
     columns = _concatenated_ranges(tf.reshape(range_starts, [-1]), tf.reshape(range_limits, [-1]))
-    side = tf.reshape(tf.gather(table, columns), [batch, -1])            # [batch, L - 1]
+    side = tf.reshape(tf.gather(table, columns), [batch, width])         # [batch, L - 1]
     outputs.append(tf.concat([side, eos], axis=1))
   return outputs[0], outputs[1]
 
@@ -321,7 +326,7 @@ def corrupt_batch_tf(tokens: tf.Tensor, seed: tf.Tensor, *, vocab_size: int, eos
   sizes = span_lengths(length, noise_density, mean_noise_span_length)
   starts, ends = noise_spans_tf(tf.shape(tokens)[0], length, sizes.noise, sizes.spans, seed,
                                 t5_mask_layout)
-  inputs, targets = apply_noise_spans_tf(tokens, starts, ends, vocab_size, eos_id)
+  inputs, targets = apply_noise_spans_tf(tokens, starts, ends, vocab_size, eos_id, sizes.noise)
   return (tf.ensure_shape(inputs, [None, sizes.inputs]),      # [batch, L_in]
           tf.ensure_shape(targets, [None, sizes.targets]))    # [batch, L_tgt]
 
@@ -337,7 +342,8 @@ def corrupt_one_tf(tokens: tf.Tensor, seed: tf.Tensor, *, vocab_size: int, eos_i
   spans = tf.cast(tf.round(tf.cast(noise, tf.float64) / mean_noise_span_length), tf.int32)
   spans = tf.maximum(0, tf.minimum(tf.maximum(spans, 1), tf.minimum(noise, length - noise)))
   starts, ends = noise_spans_tf(1, length, noise, spans, seed, t5_mask_layout)
-  inputs, targets = apply_noise_spans_tf(tokens[tf.newaxis, :], starts, ends, vocab_size, eos_id)
+  inputs, targets = apply_noise_spans_tf(tokens[tf.newaxis, :], starts, ends, vocab_size, eos_id,
+                                         noise)
   return inputs[0], targets[0]
 
 

@@ -49,6 +49,7 @@ def test_cache_has_seqio_layout(cache_root, corpus_shards):
     info = json.load(f)
   assert info["num_shards"] == num_shards
   assert info["features"] == {"targets": {"shape": [None], "dtype": "int32"}}
+  assert info["token_encoding"] == cache.TOKEN_ENCODING
   with open(os.path.join(directory, "stats.validation.json")) as f:
     stats = json.load(f)
   assert stats["examples"] > 0
@@ -65,6 +66,54 @@ def test_cached_notes_equal_tokenized_notes(configured, cache_root):
   expected = [note["targets"].tolist() for note in tokenized.as_numpy_iterator()]
   actual = [note["targets"].tolist() for note in cached.as_numpy_iterator()]
   assert actual == expected
+
+
+def _rewrite_as_int64_lists(cache_dir: str) -> None:
+  """Turn a cache into seqio's own encoding: int64 lists, no token_encoding in info."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  for name in os.listdir(cache_dir):
+    path = os.path.join(cache_dir, name)
+    if ".tfrecord-" in name:
+      records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+      with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+          encoded = tf.train.Example.FromString(record).features.feature["targets"]
+          ids = np.frombuffer(encoded.bytes_list.value[0], dtype="<i4")
+          writer.write(seqio.utils.dict_to_tfexample({"targets": ids}).SerializeToString())
+    elif name.startswith("info."):
+      with open(path) as f:
+        info = json.load(f)
+      del info["token_encoding"]
+      with open(path, "w") as f:
+        json.dump(info, f)
+
+
+def test_seqio_encoded_cache_reads_the_same(configured, cache_root, tmp_path):
+  copy = tmp_path / "cache"
+  shutil.copytree(cache_root, copy)
+  _rewrite_as_int64_lists(str(copy / TASK))
+  read = {}
+  for root in (cache_root, str(copy)):
+    clinical_t5_tasks.configure(vocab_path=configured.vocab_path,
+                                corpus_dir=configured.corpus_dir, cache_dir=root)
+    source = seqio.get_mixture_or_task(TASK)._get_cached_source("validation")
+    read[root] = [note["targets"].tolist()
+                  for note in source.get_dataset("validation", shuffle=False).as_numpy_iterator()]
+  assert read[str(copy)] == read[cache_root]
+  assert len(read[cache_root]) > 0
+
+
+def test_unknown_token_encoding_rejected(configured, cache_root, tmp_path):
+  copy = tmp_path / "cache"
+  shutil.copytree(cache_root, copy)
+  info_path = copy / TASK / "info.train.json"
+  info = json.loads(info_path.read_text())
+  info["token_encoding"] = "uint16_bytes"
+  info_path.write_text(json.dumps(info))
+  clinical_t5_tasks.configure(vocab_path=configured.vocab_path, corpus_dir=configured.corpus_dir,
+                              cache_dir=str(copy))
+  with pytest.raises(UserError, match="stores token ids as 'uint16_bytes'"):
+    batches(True)
 
 
 def test_cached_batches_equal_uncached(configured, cache_root):
@@ -174,3 +223,22 @@ def test_cache_command_missing_vocab(configured, tmp_path, capsys):
   assert len(err) == 1
   assert "missing.model not found" in err[0]
   assert not out.exists()
+
+
+@pytest.mark.parametrize("use_cached", [False, True])
+def test_task_examples_equal_seqio_get_dataset(configured, cache_root, use_cached):
+  # SpanCorruptionTask.get_dataset restates seqio's steps without the example
+  # prefetch and the in-memory cache; the examples must not change.
+  clinical_t5_tasks.configure(vocab_path=configured.vocab_path, corpus_dir=configured.corpus_dir,
+                              cache_dir=cache_root, shuffle_buffer_size=50)
+  task = seqio.get_mixture_or_task(TASK)
+  for shard_info in (None, seqio.ShardInfo(index=1, num_shards=2),
+                     seqio.ShardInfo(index=3, num_shards=8)):     # 8 > 4 files: by example
+    arguments = dict(sequence_length=LENGTHS, split="train", use_cached=use_cached,
+                     shuffle=True, seed=5, shard_info=shard_info, num_epochs=2)
+    ours = task.get_dataset(**arguments)
+    reference = seqio.Task.get_dataset(task, **arguments, try_in_mem_cache=False)
+    ours_rows = [row["inputs"].tolist() for row in ours.take(60).as_numpy_iterator()]
+    reference_rows = [row["inputs"].tolist() for row in reference.take(60).as_numpy_iterator()]
+    assert len(ours_rows) == 60
+    assert ours_rows == reference_rows

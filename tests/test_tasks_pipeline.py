@@ -136,6 +136,23 @@ def test_chunking_ragged_notes_matches_dense_notes():
   assert chunks[0] == chunks[1] == stream[:len(stream) // 7 * 7].reshape(-1, 7).tolist()
 
 
+def test_short_notes_give_blocks_without_chunks():
+  class Vocabulary:
+    eos_id = 1
+    vocab_size = 1100
+    extra_ids = 100
+  features = {"targets": seqio.Feature(Vocabulary(), add_eos=True)}
+  # 70 notes of 10 tokens (770 with EOS) fill one 568-token chunk, so the
+  # second block of notes carries no chunk; span corruption must pass it.
+  notes = tf.data.Dataset.from_tensor_slices({"targets": np.full((70, 10), 7, np.int32)})
+  lengths = {"inputs": 512, "targets": 114}
+  blocks = preprocessors.chunk_notes(notes, lengths, features)
+  assert [len(block["targets"]) for block in blocks.as_numpy_iterator()] == [1, 0]
+  examples = list(preprocessors.corrupt_spans(blocks, lengths, features).as_numpy_iterator())
+  assert len(examples) == 1
+  assert examples[0]["inputs"].shape == (512,)
+
+
 def mixed_length_rows(count: int, seed: int = 0) -> tf.data.Dataset:
   """Full-length rows with shorter note-tail rows among them, plus a string feature."""
   rng = np.random.default_rng(seed)
@@ -180,6 +197,30 @@ def test_convert_batches_equals_converting_then_batching(pack, make_rows):
       32, drop_remainder=True)
   assert ours.element_spec == reference.element_spec
   assert as_batches(ours) == as_batches(reference)
+
+
+@pytest.mark.parametrize("pack, bad_row", [
+    (False, {"inputs": np.full(13, 7, np.int32), "targets": np.full(5, 3, np.int32)}),
+    (True, {"inputs": np.array([7] * 11 + [0], np.int32), "targets": np.full(5, 3, np.int32)}),
+])
+def test_convert_batches_checks_rows_of_the_dropped_partial_batch(pack, bad_row):
+  # 4 good rows fill one batch; the bad fifth row is in the partial batch that is dropped.
+  rows = [{"inputs": np.full(12, 7, np.int32), "targets": np.full(5, 3, np.int32)}] * 4 + [bad_row]
+  dataset = tf.data.Dataset.from_generator(
+      lambda: iter(rows), output_signature={"inputs": tf.TensorSpec([None], tf.int32),
+                                            "targets": tf.TensorSpec([None], tf.int32)})
+  if pack:
+    dataset = dataset.map(lambda row: {"inputs": tf.ensure_shape(row["inputs"], [12]),
+                                       "targets": tf.ensure_shape(row["targets"], [5])})
+  converter = pipeline.BlockEncDecFeatureConverter(pack=pack)
+  if not pack:
+    # seqio checks every row too. (Its packer would cut the padded row instead;
+    # ours raises, as the class docstring says.)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+      as_batches(seqio.EncDecFeatureConverter(pack=pack)(dataset, LENGTHS).batch(
+          4, drop_remainder=True))
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    as_batches(converter.convert_batches(dataset, LENGTHS, 4))
 
 
 def test_convert_batches_builds_each_batch_in_one_map():

@@ -132,6 +132,18 @@ def test_first_distinct_draw_count_keeps_redraws_rare():
   assert sc._draws_for(35, 1) is None
 
 
+@pytest.mark.parametrize("t5_mask_layout", [False, True])
+def test_batch_without_rows_keeps_output_lengths(t5_mask_layout):
+  # chunk_notes emits blocks of no chunks, e.g. for a block of empty notes.
+  for length in (1, 40, 568, 1137):
+    inputs, targets = sc.corrupt_batch_tf(tf.zeros([0, length], tf.int32), tf.constant([1, 2]),
+                                          vocab_size=VOCAB_SIZE, eos_id=EOS,
+                                          t5_mask_layout=t5_mask_layout)
+    expected = sc.span_lengths(length)
+    assert inputs.shape == (0, expected.inputs)
+    assert targets.shape == (0, expected.targets)
+
+
 def test_different_seeds_give_different_masks():
   tokens = tf.tile(tf.range(10, 578)[tf.newaxis, :], [2, 1])
   first = sc.corrupt_batch_tf(tokens, tf.constant([0, 1]), vocab_size=VOCAB_SIZE, eos_id=EOS)[0]

@@ -1,7 +1,6 @@
 """End to end from gin files: pretrain a tiny model, finetune on MedNLI, evaluate, infer."""
 
 import json
-import os
 
 import pytest
 
@@ -16,17 +15,9 @@ VOCAB_SIZE = "VOCAB_SIZE = 2176"   # 2,000 pieces + 100 sentinels, padded to a m
 def data_env(synth_dir, corpus_dir, vocab_dir):
   env = {"CLINICAL_T5_VOCAB": str(vocab_dir / "spiece.model"),
          "CLINICAL_T5_CORPUS_DIR": str(corpus_dir), "CLINICAL_T5_DATA_DIR": str(synth_dir)}
-  old = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)
-  import clinical_t5_tasks  # pylint: disable=g-import-not-at-top
-  clinical_t5_tasks.configure()
-  train_testlib.enable_compilation_cache()
-  yield env
-  for key, value in old.items():
-    if value is None:
-      os.environ.pop(key, None)
-    else:
-      os.environ[key] = value
+  with train_testlib.task_environment(env):
+    train_testlib.enable_compilation_cache()
+    yield env
 
 
 def _majority_fraction(path):

@@ -1,7 +1,5 @@
 """Bad gin configs fail with one clear line and exit status 2, before anything compiles."""
 
-import os
-
 import pytest
 
 from clinical_t5 import cli
@@ -13,16 +11,8 @@ import train_testlib
 @pytest.fixture(scope="module")
 def tiny_env(tmp_path_factory):
   env = train_testlib.build_tiny_data(tmp_path_factory.getbasetemp() / "train_tiny_data")
-  old = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)
-  import clinical_t5_tasks  # pylint: disable=g-import-not-at-top
-  clinical_t5_tasks.configure()
-  yield env
-  for key, value in old.items():
-    if value is None:
-      os.environ.pop(key, None)
-    else:
-      os.environ[key] = value
+  with train_testlib.task_environment(env):
+    yield env
 
 
 def _train(capsys, model_dir, *flags):

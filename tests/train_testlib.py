@@ -4,13 +4,14 @@ The data is built once per pytest session under the session's base temp dir
 and reused by every tests/test_train_*.py module.
 """
 
+import contextlib
 import json
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -32,6 +33,23 @@ def build_tiny_data(root: pathlib.Path) -> dict[str, str]:
     train.train_vocabulary(str(corpus), str(vocab), vocab_size=1000)
     done.write_text("ok")
   return {"CLINICAL_T5_VOCAB": str(vocab / "spiece.model"), "CLINICAL_T5_CORPUS_DIR": str(corpus)}
+
+
+@contextlib.contextmanager
+def task_environment(env: dict[str, str]) -> Iterator[dict[str, str]]:
+  """Set the task environment variables, configure the tasks from them, restore them after."""
+  old = {key: os.environ.get(key) for key in env}
+  os.environ.update(env)
+  import clinical_t5_tasks  # pylint: disable=g-import-not-at-top
+  clinical_t5_tasks.configure()
+  try:
+    yield env
+  finally:
+    for key, value in old.items():
+      if value is None:
+        os.environ.pop(key, None)
+      else:
+        os.environ[key] = value
 
 
 def subprocess_env(data_env: dict[str, str], cache_dir: pathlib.Path, devices: int = 8) -> dict:
