@@ -5,8 +5,9 @@ synthetic notes through `clinical_t5_tasks.pipeline.get_dataset`, as the
 trainer reads it (the batches of `seqio.get_dataset` with
 `BlockEncDecFeatureConverter`), in two ways: from the corpus text
 (tokenizing every epoch), and from pre-tokenized notes (the token cache of
-`clinical-t5 tasks cache`, read with `use_cached=True`, repeated and shuffled). Beside each runs a plain numpy
-implementation of the same algorithm (SentencePiece in Python for the text
+`clinical-t5 tasks cache`, read with `use_cached=True`, repeated and
+shuffled). Beside each runs a plain numpy implementation of the same
+algorithm (SentencePiece in Python for the text
 row, concatenation with EOS between notes, 568-token chunks,
 `span_corruption.corrupt_numpy`, full-length rows). Speeds are examples per
 CPU-second of this process (all threads), i.e. examples/s per core, so other

@@ -387,7 +387,11 @@ def noise_mask_numpy(starts: np.ndarray, ends: np.ndarray, length: int) -> np.nd
 
 def apply_noise_spans_numpy(tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                             vocab_size: int, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
-  """NumPy twin of `apply_noise_spans_tf`: the same outputs, built by interleaving two slots."""
+  """NumPy twin of `apply_noise_spans_tf`: the same outputs, built by interleaving two slots.
+
+  Spans must not touch (no end equals another span's start), as every drawn
+  layout guarantees; `apply_noise_spans_tf` also handles touching spans.
+  """
   mask = noise_mask_numpy(starts, ends, tokens.shape[1])
   is_start = np.zeros_like(mask)
   np.put_along_axis(is_start, starts, True, axis=1)
