@@ -142,7 +142,7 @@ def _write_split(task: seqio.Task, split: str, out_dir: str) -> dict:
 
 
 def _is_token_notes(specs: dict) -> bool:
-  """Whether the cached features are exactly {"targets": int32 [length]}."""
+  """Return whether the cached features are exactly {"targets": int32 [length]}."""
   spec = specs.get("targets") if isinstance(specs, dict) else None
   # Notes from `tokenize_notes` are unbatched rows of a ragged batch: a
   # RaggedTensorSpec of rank 1 whose values are plain int32 vectors.
@@ -151,7 +151,7 @@ def _is_token_notes(specs: dict) -> bool:
 
 
 def _bytes_example(example: dict) -> tf.train.Example:
-  """One note {"targets": int32 ids} as a tf.train.Example holding the ids as int32 bytes."""
+  """Encode one note {"targets": int32 ids} as a tf.train.Example of int32 bytes."""
   ids = np.asarray(example["targets"], dtype="<i4").tobytes()
   return tf.train.Example(features=tf.train.Features(
       feature={"targets": tf.train.Feature(bytes_list=tf.train.BytesList(value=[ids]))}))

@@ -137,8 +137,8 @@ def validate_lengths(inputs_length: int, targets_length: int, *,
 # non-noise tokens before span j: k sorted distinct values in [0, nonnoise],
 # or for the T5 layout k - 1 values in [1, nonnoise - 1] followed by nonnoise.
 #
-# Each set of sorted distinct values is a uniformly random subset, drawn one
-# of two ways (both exact; the cheaper one is picked from the static sizes):
+# Each set of sorted distinct values is a uniformly random subset. It is
+# drawn one of two ways, both exact; the static sizes pick the cheaper one:
 #
 #   top_k:          the positions of the `size` largest of `high - low`
 #                   uniform keys. Costs O(high - low) per row.
@@ -172,9 +172,9 @@ def _draws_for(population: int, size: int) -> Optional[int]:
     grown[1:] += distinct[:-1] * ((population - counts[:-1]) / population)
     distinct = grown
     if draws >= size and distinct[:size].sum() <= _REDRAW_PROBABILITY:
-      # NOTE: the duplicate test compares all pairs (draws^2 per row) where
-      # top_k reads `population` keys; below 4 * population pairs the
-      # first-distinct draw was the cheaper one (1.8x on 484 keys, busy
+      # NOTE: the repeat test compares all pairs, draws^2 per row, and top_k
+      # reads `population` keys. Below 4 * population pairs the
+      # first-distinct draw was the cheaper one: 1.8x on 484 keys (busy
       # 2-core x86-64 machine).
       return draws if draws * draws <= 4 * population else None
   return None
@@ -185,7 +185,7 @@ def _first_distinct_tf(seed: tf.Tensor, batch, population: int, size: int,
   """Draw the first `size` distinct of `draws` integers in [0, population) per row.
 
   Returns the values sorted [batch, size] and whether each row had `size`
-  distinct values [batch] (a row that did not holds `population` fillers).
+  distinct values [batch]; a row without them is padded with `population`.
   """
   values = tf.random.stateless_uniform([batch, draws], seed, minval=0, maxval=population,
                                        dtype=tf.int32)                  # [batch, draws]
