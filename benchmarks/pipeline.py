@@ -36,7 +36,6 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import seqio  # pylint: disable=g-import-not-at-top
-from seqio import dataset_providers  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 import clinical_t5_tasks  # pylint: disable=g-import-not-at-top
@@ -147,10 +146,6 @@ def trainer_from_text(pack: bool) -> tf.data.Dataset:
 
 def trainer_from_cache(pack: bool) -> tf.data.Dataset:
   """Build the trainer's dataset from the token cache (`use_cached=True`), shuffled."""
-  # NOTE: seqio keeps a split of fewer than 10,000 notes per shard in memory
-  # after the first epoch. A real corpus is far larger, so the limit is set
-  # to 0 here to measure record parsing in every epoch.
-  dataset_providers._MAX_EXAMPLES_TO_MEM_CACHE = 0  # pylint: disable=protected-access
   return task_pipeline.get_dataset(TASK, LENGTHS, pack=pack, dataset_split="train",
                                    shuffle=True, seed=0, num_epochs=None,
                                    batch_size=BATCH_SIZE, use_cached=True)

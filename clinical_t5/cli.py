@@ -107,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     return _run_command(name, rest)
   except Terminated:
-    print(f"clinical-t5 {name}: stopped by SIGTERM; unfinished output folders were removed", file=sys.stderr)
+    print(f"clinical-t5 {name}: stopped by SIGTERM", file=sys.stderr)
     return 128 + signal.SIGTERM
   except UserError as e:
     if debug:

@@ -152,6 +152,13 @@ class SpanCorruptionTask(seqio.Task):
       batches these examples next anyway.
     """
     del try_in_mem_cache  # Always off; see above.
+    if use_cached and not self.supports_caching:
+      logging.warning("Task '%s' does not support caching. Switching to on-the-fly "
+                      "preprocessing.", self.name)
+      use_cached = False
+    elif self.requires_caching and not use_cached:
+      raise ValueError(f"Task '{self.name}' requires caching, but was called with "
+                       "`use_cached=False`.")
     source = self._get_cached_source(split) if use_cached else self.source
     if source.supports_arbitrary_sharding or not shard_info:
       shard_data_source = True
@@ -175,7 +182,11 @@ class SpanCorruptionTask(seqio.Task):
     if trim_output_features:
       ds = self._trim_output_features(ds, sequence_length=sequence_length)
     if shuffle:
-      ds = ds.shuffle(shuffle_buffer_size or self._shuffle_buffer_size, seed=seed)
+      if self._shuffle_buffer_size is not None:
+        ds = ds.shuffle(shuffle_buffer_size or self._shuffle_buffer_size, seed=seed)
+      elif not self.source.performs_internal_shuffling:
+        raise ValueError(f"Shuffling is disallowed for Task '{self.name}' since its "
+                         "`shuffle_buffer_size` was set to `None` on construction.")
     return ds
 
   def _trim_output_features(self, dataset: tf.data.Dataset,

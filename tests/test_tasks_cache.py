@@ -242,3 +242,23 @@ def test_task_examples_equal_seqio_get_dataset(configured, cache_root, use_cache
     reference_rows = [row["inputs"].tolist() for row in reference.take(60).as_numpy_iterator()]
     assert len(ours_rows) == 60
     assert ours_rows == reference_rows
+
+
+def test_trainer_checks_each_cached_split(configured, cache_root, tmp_path):
+  from clinical_t5.train import validation  # pylint: disable=g-import-not-at-top
+  copy = tmp_path / "cache"
+  shutil.copytree(cache_root, copy)
+  for name in os.listdir(copy / TASK):
+    if name.startswith("validation.") or name.endswith(".validation.json"):
+      os.remove(copy / TASK / name)
+  clinical_t5_tasks.configure(vocab_path=configured.vocab_path, corpus_dir=configured.corpus_dir,
+                              cache_dir=str(copy))
+  validation.check_cached(TASK, "train")
+  with pytest.raises(UserError, match="has no 'validation' split"):
+    validation.check_cached(TASK, "validation")
+  info_path = copy / TASK / "info.train.json"
+  info = json.loads(info_path.read_text())
+  info["token_encoding"] = "int16_le_bytes"
+  info_path.write_text(json.dumps(info))
+  with pytest.raises(UserError, match="stores token ids as 'int16_le_bytes'"):
+    validation.check_cached(TASK, "train")

@@ -29,16 +29,14 @@ def check_job(job: Any, partitioner: partitioning.Partitioner) -> None:
   for extra in (job.train_eval, job.infer_eval):
     if extra is not None:
       data_lib.check_task_exists(extra.mixture_or_task_name)
-  check_task(data.mixture_or_task_name, data.task_feature_lengths, job.model_config,
-             use_cached=data.use_cached)
+  check_task(data.mixture_or_task_name, data.task_feature_lengths, job.model_config)
+  for stream in (data, job.train_eval, job.infer_eval):
+    if stream is not None and stream.use_cached:
+      check_cached(stream.mixture_or_task_name, stream.split)
 
 
-def check_task(name: str, lengths: Optional[dict], model_config: Any, *,
-               use_cached: bool = False) -> None:
-  """Task registered, vocabulary fits the model, span-corruption lengths fit the sentinels.
-
-  With `use_cached`, every cached task must also have its offline cache.
-  """
+def check_task(name: str, lengths: Optional[dict], model_config: Any) -> None:
+  """Task registered, vocabulary fits the model, span-corruption lengths fit the sentinels."""
   import seqio  # pylint: disable=g-import-not-at-top
   data_lib.check_task_exists(name)
   task = seqio.get_mixture_or_task(name)
@@ -54,19 +52,31 @@ def check_task(name: str, lengths: Optional[dict], model_config: Any, *,
       from clinical_t5_tasks import span_corruption  # pylint: disable=g-import-not-at-top
       span_corruption.validate_lengths(lengths["inputs"], lengths["targets"],
                                        num_extra_ids=vocabulary.extra_ids)
-    if use_cached and sub.supports_caching:
-      check_cached(sub)
 
 
-def check_cached(task: Any) -> None:
-  """Raise UserError unless `task` has a complete offline cache (USE_CACHED_TASKS=True)."""
-  try:
-    task.assert_cached()
-  except (AssertionError, ValueError) as e:
-    # seqio's own tasks raise these; ours raise UserError with the fix.
-    raise UserError(f"USE_CACHED_TASKS=True but task {task.name} has no offline cache ({e}); "
-                    "write one with `clinical-t5 tasks cache --out DIR` (or seqio's "
-                    "cache_tasks_main) or set USE_CACHED_TASKS=False") from e
+def check_cached(name: str, split: str) -> None:
+  """Raise UserError unless every cached task of `name` has a readable cache of `split`.
+
+  Runs before MODEL_DIR is created (USE_CACHED_TASKS=True). It opens the
+  cache's files for the split (info, stats, token encoding), not its records.
+  """
+  import seqio  # pylint: disable=g-import-not-at-top
+  provider = seqio.get_mixture_or_task(name)
+  for task in provider.tasks if isinstance(provider, seqio.Mixture) else [provider]:
+    if not task.supports_caching:
+      continue
+    try:
+      task.assert_cached()
+      task._get_cached_source(split)  # pylint: disable=protected-access
+    except UserError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      # seqio's own tasks raise AssertionError, ValueError or a TF NotFoundError.
+      first_line = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+      raise UserError(f"USE_CACHED_TASKS=True but task {task.name} has no readable cache of "
+                      f"split {split!r} ({first_line}); write it with `clinical-t5 tasks cache "
+                      "--out DIR` (or seqio's cache_tasks_main) or set USE_CACHED_TASKS=False"
+                      ) from e
 
 
 def check_config_matches(path: str, saved: Optional[dict], configured: Any) -> None:
