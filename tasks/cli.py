@@ -44,7 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="also apply the DEID tagging that configure(deid_tagging=True) applies")
 
   cache_parser = sub.add_parser(
-      "cache", help="tokenize the pretraining corpus once into a seqio offline cache")
+      "cache", help="tokenize the pretraining corpus once into a seqio offline cache",
+      description="Tokenize the pretraining corpus once into seqio's offline-cache layout, "
+                  "with token ids stored as little-endian int32 bytes (mimic_span_corruption "
+                  "reads these and seqio's int64 lists). Train on it with "
+                  "CLINICAL_T5_CACHE_DIR=OUT and --gin.USE_CACHED_TASKS=True.")
   cache_parser.add_argument("--out", required=True,
                             help="cache root; the cache goes to OUT/mimic_span_corruption/")
   cache_parser.add_argument("--corpus-dir", default=None,

@@ -292,8 +292,7 @@ class BlockEncDecFeatureConverter(seqio.EncDecFeatureConverter):
       features["encoder_positions"] = block["inputs_positions"]
       features["decoder_positions"] = block["targets_positions"]
     model_lengths = self.get_model_feature_lengths(lengths)
-    static_rows = block["targets"].shape[0]     # the batch size in `convert_batches`, else None
-    return {key: tf.ensure_shape(value, [static_rows, model_lengths[key]])
+    return {key: tf.ensure_shape(value, [None, model_lengths[key]])
             for key, value in features.items()}
 
 
@@ -315,7 +314,7 @@ def lengths_fit_statically(ds: tf.data.Dataset, lengths: Mapping[str, int], *,
 
 def _validate_batches(ds: tf.data.Dataset, expected_features: Mapping[str, object],
                       expected_lengths: Mapping[str, int], batch_size: int) -> tf.data.Dataset:
-  """seqio's output validation, for batches: each feature int32-like, shape [batch_size, length]."""
+  """Check batches as seqio's output validation checks rows: every feature, its dtype and shape."""
   spec = ds.element_spec
   for key, feature in expected_features.items():
     if key not in spec:

@@ -106,7 +106,7 @@ def test_chunking_skips_empty_notes(note_boundary, expected):
 
 
 @pytest.mark.parametrize("eos_id, expected", [(1, [5, 6, 1, 7, 1]), (None, [5, 6, 7])])
-def test_join_note_tokens_puts_eos_after_non_empty_notes(eos_id, expected):
+def test_join_notes_eos_placement(eos_id, expected):
   notes = tf.ragged.constant([[5, 6], [], [7]], dtype=tf.int32)
   assert preprocessors.join_note_tokens(notes, eos_id).numpy().tolist() == expected
   empty = tf.ragged.constant([[], []], dtype=tf.int32, ragged_rank=1)
@@ -142,8 +142,8 @@ def test_short_notes_give_blocks_without_chunks():
     vocab_size = 1100
     extra_ids = 100
   features = {"targets": seqio.Feature(Vocabulary(), add_eos=True)}
-  # 70 notes of 10 tokens (770 with EOS) fill one 568-token chunk, so the
-  # second block of notes carries no chunk; span corruption must pass it.
+  # 70 notes of 10 tokens make 770 tokens with EOS, so one 568-token chunk.
+  # The second block of notes then carries no chunk, and corruption must pass it.
   notes = tf.data.Dataset.from_tensor_slices({"targets": np.full((70, 10), 7, np.int32)})
   lengths = {"inputs": 512, "targets": 114}
   blocks = preprocessors.chunk_notes(notes, lengths, features)
@@ -203,7 +203,7 @@ def test_convert_batches_equals_converting_then_batching(pack, make_rows):
     (False, {"inputs": np.full(13, 7, np.int32), "targets": np.full(5, 3, np.int32)}),
     (True, {"inputs": np.array([7] * 11 + [0], np.int32), "targets": np.full(5, 3, np.int32)}),
 ])
-def test_convert_batches_checks_rows_of_the_dropped_partial_batch(pack, bad_row):
+def test_convert_batches_checks_dropped_rows(pack, bad_row):
   # 4 good rows fill one batch; the bad fifth row is in the partial batch that is dropped.
   rows = [{"inputs": np.full(12, 7, np.int32), "targets": np.full(5, 3, np.int32)}] * 4 + [bad_row]
   dataset = tf.data.Dataset.from_generator(
@@ -214,8 +214,8 @@ def test_convert_batches_checks_rows_of_the_dropped_partial_batch(pack, bad_row)
                                        "targets": tf.ensure_shape(row["targets"], [5])})
   converter = pipeline.BlockEncDecFeatureConverter(pack=pack)
   if not pack:
-    # seqio checks every row too. (Its packer would cut the padded row instead;
-    # ours raises, as the class docstring says.)
+    # seqio checks every row too. Its packer would cut a row with the padding
+    # id instead, where ours raises (see the class docstring).
     with pytest.raises(tf.errors.InvalidArgumentError):
       as_batches(seqio.EncDecFeatureConverter(pack=pack)(dataset, LENGTHS).batch(
           4, drop_remainder=True))
