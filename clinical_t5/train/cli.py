@@ -5,7 +5,8 @@
     --gin.MIXTURE_OR_TASK_NAME="'mimic_span_corruption'" --gin.TRAIN_STEPS=100000
 
 Exit codes: 0 done, 1 failure (including a NaN loss), 2 bad gin or input,
-143 stopped by SIGTERM after saving a checkpoint (rerun the same command to resume).
+143 stopped by SIGTERM: during training steps a checkpoint is saved first (rerun the same
+command to resume), unless save_on_preemption is off; before them nothing is saved.
 """
 
 import json
