@@ -193,8 +193,8 @@ def read_token_cache(cache_dir: str, split: str,
   info_path = seqio.utils.get_cached_info_path(cache_dir, split)
   if not tf.io.gfile.exists(info_path):
     raise UserError(f"token cache {cache_dir} has no {split!r} split ({info_path} is missing); "
-                    "rebuild the cache with `clinical-t5 tasks cache --overwrite`, which writes every split "
-                    "unless --splits narrows it")
+                    "rebuild the cache with `clinical-t5 tasks cache --overwrite`, which writes "
+                    "every split unless --splits narrows it")
   with tf.io.gfile.GFile(info_path) as f:
     info = json.load(f)
   with tf.io.gfile.GFile(seqio.utils.get_cached_stats_path(cache_dir, split)) as f:

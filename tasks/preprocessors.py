@@ -133,8 +133,7 @@ def join_note_tokens(notes: tf.RaggedTensor, eos_id: Optional[int]) -> tf.Tensor
   eos_limits = tf.where(limits > starts, eos_column + 1, eos_column)     # [notes]
   range_starts = tf.reshape(tf.stack([starts, eos_column], axis=1), [-1])  # [2 * notes]
   range_limits = tf.reshape(tf.stack([limits, eos_limits], axis=1), [-1])
-  _, columns = tf.raw_ops.RaggedRange(starts=range_starts, limits=range_limits, deltas=1,
-                                      Tsplits=tf.int32)
+  columns = span_corruption.concatenated_ranges(range_starts, range_limits)
   table = tf.concat([tokens, tf.constant([eos_id], tokens.dtype)], axis=0)  # [tokens + 1]
   return tf.gather(table, columns)                                       # [stream]
 

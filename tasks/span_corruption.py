@@ -192,10 +192,11 @@ def _first_distinct_tf(seed: tf.Tensor, batch, population: int, size: int,
   earlier = np.tril(np.ones([draws, draws], bool), k=-1)                # [draws, draws]
   repeats = tf.reduce_any(
       tf.equal(values[:, :, tf.newaxis], values[:, tf.newaxis, :]) & earlier, axis=2)
-  rank = tf.cumsum(tf.cast(~repeats, tf.int32), axis=1, exclusive=True)  # [batch, draws]
+  first = tf.cast(~repeats, tf.int32)                                   # [batch, draws]
+  rank = tf.cumsum(first, axis=1, exclusive=True)                       # [batch, draws]
   chosen = ~repeats & (rank < size)
   picked = tf.sort(tf.where(chosen, values, population), axis=1)[:, :size]  # [batch, size]
-  return picked, tf.reduce_sum(tf.cast(~repeats, tf.int32), axis=1) >= size
+  return picked, tf.reduce_sum(first, axis=1) >= size
 
 
 def _sorted_sample_tf(seed: tf.Tensor, batch, low, high, size) -> tf.Tensor:
@@ -261,7 +262,7 @@ def noise_mask_tf(starts: tf.Tensor, ends: tf.Tensor, length) -> tf.Tensor:
   return tf.reduce_any(inside, axis=1)                                     # [batch, length]
 
 
-def _concatenated_ranges(starts: tf.Tensor, limits: tf.Tensor) -> tf.Tensor:
+def concatenated_ranges(starts: tf.Tensor, limits: tf.Tensor) -> tf.Tensor:
   """Concatenate the ranges [starts[i], limits[i]) of flat int32 vectors into one vector."""
   _, values = tf.raw_ops.RaggedRange(starts=starts, limits=limits, deltas=1, Tsplits=tf.int32)
   return values
@@ -309,7 +310,7 @@ def apply_noise_spans_tf(tokens: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
   outputs = []
   for range_starts, range_limits, width in ((input_starts, input_limits, length - noise + spans),
                                             (target_starts, target_limits, noise + spans)):
-    columns = _concatenated_ranges(tf.reshape(range_starts, [-1]), tf.reshape(range_limits, [-1]))
+    columns = concatenated_ranges(tf.reshape(range_starts, [-1]), tf.reshape(range_limits, [-1]))
     side = tf.reshape(tf.gather(table, columns), [batch, width])         # [batch, L - 1]
     outputs.append(tf.concat([side, eos], axis=1))
   return outputs[0], outputs[1]
